@@ -1,0 +1,65 @@
+// Per-sample moments of a batch along a direction, closed form or by the generic per-sample loop,
+// and the population (whole data set) moments that the exact-variance tests use (reference §3.1-3.2).
+#pragma once
+
+#include "lgm/core/concepts.hpp"
+#include "lgm/core/types.hpp"
+
+namespace lgm {
+
+/// Σ‖g_i‖², Σ⟨g_i,v⟩, Σ⟨g_i,v⟩² by materializing each per-sample gradient in `scratch` (d entries).
+/// The reference against which every closed form is tested.
+template <Objective Obj>
+SampleMoments sample_moments_by_loop(const Obj& obj, ConstVectorRef x, IndexSpan batch, ConstVectorRef v,
+                                     typename Obj::Workspace& ws, VectorRef scratch) {
+  SampleMoments s;
+  for (Index i : batch) {
+    obj.sample_gradient(x, i, scratch, ws);
+    const double p = scratch.dot(v);
+    s.sum_sq_norm += scratch.squaredNorm();
+    s.sum_proj += p;
+    s.sum_proj_sq += p * p;
+  }
+  s.count = static_cast<Index>(batch.size());
+  return s;
+}
+
+/// Closed form when the objective has one, the per-sample loop otherwise.
+template <Objective Obj>
+SampleMoments sample_moments(const Obj& obj, ConstVectorRef x, IndexSpan batch, ConstVectorRef v,
+                             typename Obj::Workspace& ws, VectorRef scratch) {
+  if constexpr (HasClosedFormMoments<Obj>) {
+    (void)scratch;
+    return obj.sample_moments(x, batch, v, ws);
+  } else {
+    return sample_moments_by_loop(obj, x, batch, v, ws, scratch);
+  }
+}
+
+/// Population statistics at x over the whole data set, sampled uniformly (reference §3.1):
+/// grad_norm_sq = ‖∇F‖², variance = σ²(x) = E‖∇f_i − ∇F‖², ip_variance = Var⟨∇f_i, ∇F⟩,
+/// orth_variance = E‖∇f_i − (⟨∇f_i,∇F⟩/‖∇F‖²)∇F‖².
+struct PopulationMoments {
+  double grad_norm_sq = 0.0;
+  double variance = 0.0;
+  double ip_variance = 0.0;
+  double orth_variance = 0.0;
+};
+
+/// Writes ∇F(x) into `full_grad` and returns the population moments. `all` lists every sample index.
+template <Objective Obj>
+PopulationMoments population_moments(const Obj& obj, ConstVectorRef x, IndexSpan all, typename Obj::Workspace& ws,
+                                     VectorRef full_grad, VectorRef scratch) {
+  obj.gradient(x, all, full_grad, ws);
+  const SampleMoments s = sample_moments(obj, x, all, full_grad, ws, scratch);
+  const double n = static_cast<double>(s.count);
+  PopulationMoments p;
+  p.grad_norm_sq = full_grad.squaredNorm();
+  // E‖g_i‖² − ‖∇F‖²; E⟨g_i,∇F⟩² − ‖∇F‖⁴ (the mean of ⟨g_i,∇F⟩ is ‖∇F‖²).
+  p.variance = s.sum_sq_norm / n - p.grad_norm_sq;
+  p.ip_variance = s.sum_proj_sq / n - p.grad_norm_sq * p.grad_norm_sq;
+  p.orth_variance = p.grad_norm_sq > 0.0 ? s.sum_sq_norm / n - s.sum_proj_sq / (n * p.grad_norm_sq) : p.variance;
+  return p;
+}
+
+}  // namespace lgm

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what is needed, builds with warnings as errors, runs every test: once normally, once under
+# AddressSanitizer + UndefinedBehaviorSanitizer; checks formatting; builds examples/ against an install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=${LGM_JOBS:-$(nproc)}
+bash scripts/setup.sh
+
+echo "== format check (clang-format, .clang-format)"
+bash scripts/format.sh --check
+
+echo "== release build + tests"
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DLGM_WERROR=ON -DLGM_HEADER_CHECK=ON >/dev/null
+cmake --build build/release -j "$jobs"
+ctest --test-dir build/release --output-on-failure -j "$jobs"
+
+echo "== sanitizer build + tests (ASan + UBSan)"
+cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DLGM_WERROR=ON -DLGM_SANITIZE=ON -DLGM_HEADER_CHECK=OFF \
+      -DLGM_BUILD_EXAMPLES=OFF -DLGM_BUILD_SIMULATOR=OFF -DCMAKE_CXX_FLAGS="-O1" >/dev/null
+cmake --build build/asan -j "$jobs" --target lgm_tests
+ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build/asan --output-on-failure -j "$jobs"
+
+echo "== install + examples/ built against the installed package"
+rm -rf build/prefix build/examples-installed
+cmake --install build/release --prefix build/prefix >/dev/null
+cmake -S examples -B build/examples-installed -DCMAKE_PREFIX_PATH="$root/build/prefix" -DLGM_WERROR=ON >/dev/null
+cmake --build build/examples-installed -j "$jobs"
+for exe in build/examples-installed/example_*; do
+  echo "-- $exe"
+  "$exe" --smoke
+done
+echo "all checks passed"
