@@ -223,6 +223,7 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
                step,  sync_after, plan.scope, threads};
   };
   auto notify_all = [&](auto hook, const RunState& s) {
+    (void)hook;  // unused when there are no observers
     bool go = true;
     ((go = hook(observers, s) && go), ...);
     return go;

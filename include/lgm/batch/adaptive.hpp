@@ -1,0 +1,457 @@
+// Adaptive local batch sizes (Lau et al. 2024; adaptive-batch-local-methods.md §3, algorithm LABS of §3.6):
+// after each step's local gradients a test (norm, inner-product or augmented inner-product) estimates how
+// large the batch must be for the gradient noise to be small relative to the gradient, and the batch grows
+// to that size (never shrinks, §7.6), per worker (local scope) or pooled over all workers (global scope).
+#pragma once
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <limits>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lgm/batch/statistics.hpp"
+#include "lgm/batch/tests.hpp"
+#include "lgm/core/error.hpp"
+#include "lgm/core/moments.hpp"
+#include "lgm/core/types.hpp"
+
+namespace lgm {
+
+/// Who a test speaks for (reference §3.1, §3.4): each worker on its own batch, or all workers pooled.
+enum class TestScope { local, global };
+/// Sample moments of the current batch (approximate, §3.2) or population moments at x (exact, §3.1).
+enum class VarianceMode { approximate, exact };
+/// How the variance is estimated (reference §3.3): per-sample (1–2), micro-batch means (3), cross-worker (4).
+enum class Estimator { per_sample, micro_batch_means, cross_worker };
+/// When a test runs (reference §3.5, §7.1).
+enum class TestWhen { every_step, sync_steps };
+/// How the workers' pending sizes are made equal at a global sync (reference §7.2).
+enum class Harmonize { none, max, mean };
+/// When a new size takes effect (reference §7.3).
+enum class ApplyAt { next_round, next_step };
+
+constexpr std::string_view to_string(TestScope v) noexcept { return v == TestScope::local ? "local" : "global"; }
+constexpr std::string_view to_string(VarianceMode v) noexcept {
+  return v == VarianceMode::approximate ? "approximate" : "exact";
+}
+constexpr std::string_view to_string(Estimator v) noexcept {
+  switch (v) {
+    case Estimator::per_sample:
+      return "per_sample";
+    case Estimator::micro_batch_means:
+      return "micro_batch_means";
+    case Estimator::cross_worker:
+      return "cross_worker";
+  }
+  return "?";
+}
+constexpr std::string_view to_string(TestWhen v) noexcept {
+  return v == TestWhen::every_step ? "every_step" : "sync_steps";
+}
+constexpr std::string_view to_string(Harmonize v) noexcept {
+  switch (v) {
+    case Harmonize::none:
+      return "none";
+    case Harmonize::max:
+      return "max";
+    case Harmonize::mean:
+      return "mean";
+  }
+  return "?";
+}
+constexpr std::string_view to_string(ApplyAt v) noexcept {
+  return v == ApplyAt::next_round ? "next_round" : "next_step";
+}
+
+/// Options of an adaptive batch-size rule; defaults as recommended in reference §3.6 and §7.
+struct AdaptiveBatchOptions {
+  Index b0 = 0;                        ///< initial local batch size (0: b_min)
+  Index b_min = 2;                     ///< smallest local batch; ≥ 2 for a sample variance (§7.13)
+  Index b_max = Index{1} << 20;        ///< cap on the local batch (§3.5, §7.7)
+  TestScope scope = TestScope::local;  ///< per worker, or pooled at global syncs
+  VarianceMode variance = VarianceMode::approximate;
+  Estimator estimator = Estimator::per_sample;
+  Index micro_batches = 4;  ///< parts for Estimator::micro_batch_means, in [2, b_min]
+  TestWhen when = TestWhen::every_step;
+  Index test_interval = 1;  ///< every n-th step (every_step) or n-th sync (sync_steps)
+  Harmonize harmonize = Harmonize::max;
+  ApplyAt apply_at = ApplyAt::next_round;
+  double tiny_grad_norm_sq = 1e-12;   ///< skip the update when ‖g‖² is below this (§3.5, AdLoCo)
+  bool eta_is_global_target = false;  ///< local scope: use √M·η (and √M·θ, √M·ν), §3.4, §7.11
+};
+
+/// The adaptive batch-size rule with test `Test` (NormTest, InnerProductTest, AugmentedInnerProductTest).
+///
+/// At step k (after the local gradients g^m at the pre-update points x^m), when the step is scheduled:
+///  * local scope: every worker m below the cap computes its statistics (per-sample moments along g^m,
+///    micro-batch means, or population moments at x^m) and pending_m ← next_batch_size(r_m, max(pending_m,
+///    b_m), b_max) with r the test's ratio (÷ M when eta_is_global_target);
+///  * global scope (only at steps that end with a global sync): pooled statistics over all M workers; the
+///    same ratio for every worker (the required global batch ÷ M, or directly the local batch for exact);
+///  * cross_worker (norm test only; only at steps that end with a global sync): σ̂² from the M local
+///    gradients (§3.3-4), r = σ̂²/(M η² ‖ḡ‖²) for every worker.
+/// At a global sync the pending sizes are harmonized (none | max | mean); at every sync b_m ← pending_m.
+/// With apply_at = next_step, b_m ← pending_m also right after each step's test.
+template <class Test>
+class AdaptiveBatch {
+ public:
+  using test_type = Test;
+
+  AdaptiveBatch() = default;
+  explicit AdaptiveBatch(AdaptiveBatchOptions options, Test test = {}) : m_options(options), m_test(test) {}
+
+  const AdaptiveBatchOptions& options() const noexcept { return m_options; }
+  const Test& test() const noexcept { return m_test; }
+
+  /// Throws ConfigError naming the first parameter out of range.
+  void validate() const {
+    const AdaptiveBatchOptions& o = m_options;
+    detail::require_at_least("b_min", o.b_min, Index{2});
+    constexpr Index exact_limit = Index{1} << 53;  // sizes are compared with double ratios (§3.5)
+    detail::require(o.b_max >= o.b_min && o.b_max <= exact_limit, "b_max", o.b_max,
+                    "an integer in [b_min = " + detail::to_text(o.b_min) + ", 2^53]");
+    detail::require(o.b0 == 0 || (o.b0 >= o.b_min && o.b0 <= o.b_max), "b0", o.b0,
+                    "0 (start at b_min) or an integer in [b_min, b_max] = [" + detail::to_text(o.b_min) + ", " +
+                        detail::to_text(o.b_max) + "]");
+    m_test.validate();
+    detail::require_at_least("test_interval", o.test_interval, Index{1});
+    detail::require_nonnegative("tiny_grad_norm_sq", o.tiny_grad_norm_sq);
+    if (o.estimator == Estimator::micro_batch_means)
+      detail::require(o.micro_batches >= 2 && o.micro_batches <= o.b_min, "micro_batches", o.micro_batches,
+                      "an integer in [2, b_min = " + detail::to_text(o.b_min) + "] (every micro-batch needs a sample)");
+    if (o.estimator == Estimator::cross_worker)
+      detail::require(Test::variance_only, "estimator", to_string(o.estimator),
+                      std::string("per_sample or micro_batch_means for the ") + std::string(Test::name) +
+                          " test (cross_worker estimates only σ², so it drives only the norm test)");
+    if (o.estimator == Estimator::micro_batch_means)
+      detail::require(o.scope == TestScope::local, "estimator", to_string(o.estimator),
+                      "per_sample or cross_worker when scope = global");
+    if (o.variance == VarianceMode::exact)
+      detail::require(o.estimator == Estimator::per_sample, "estimator", to_string(o.estimator),
+                      "per_sample when variance = exact (the exact test uses population moments)");
+  }
+
+  /// `local_workers` of the run's `workers` live in this process. Allocates the per-worker state.
+  void reset(Index local_workers, Index workers) {
+    detail::require(local_workers >= 1 && workers >= local_workers, "M", workers,
+                    "an integer >= the workers of this process (" + detail::to_text(local_workers) + ")");
+    if (m_options.estimator == Estimator::cross_worker)
+      detail::require_at_least("M (with estimator = cross_worker)", workers, Index{2});
+    const auto n = static_cast<size_t>(local_workers);
+    m_workers = workers;
+    m_b.assign(n, initial_batch_size());
+    m_pending.assign(n, initial_batch_size());
+    m_ratio.assign(n, detail::kNaN);
+    m_tests.assign(n, 0);
+    m_skipped.assign(n, 0);
+    m_moments.assign(n, SampleMoments{});
+    m_worker_stats.assign(n, BatchStatistics{});
+    m_reduce.resize(0);
+    m_syncs = 0;
+    m_payload_since_sync = 0;
+    m_last_sync_payload = 0;
+  }
+
+  Index initial_batch_size() const noexcept { return m_options.b0 > 0 ? m_options.b0 : m_options.b_min; }
+  /// Local batch size of worker m's next step.
+  Index batch_size(Index m) const noexcept { return m_b.empty() ? initial_batch_size() : m_b[static_cast<size_t>(m)]; }
+  /// The size worker m will use from the next sync (apply_at = next_round) or step (next_step) on.
+  Index pending_batch_size(Index m) const noexcept {
+    return m_pending.empty() ? initial_batch_size() : m_pending[static_cast<size_t>(m)];
+  }
+  Index max_batch_size() const noexcept { return m_options.b_max; }
+  /// Ratio r of worker m's most recent test (the local batch it asks for); NaN if none ran, or if the last
+  /// one was skipped for a tiny gradient. May be ±inf or NaN from degenerate statistics (then b was kept).
+  double last_ratio(Index m) const noexcept { return m_ratio.empty() ? detail::kNaN : m_ratio[static_cast<size_t>(m)]; }
+  /// Tests that decided worker m's size (tests skipped at the cap are not counted).
+  Index tests_run(Index m) const noexcept { return m_tests.empty() ? 0 : m_tests[static_cast<size_t>(m)]; }
+  /// Of those, the ones whose update was skipped (‖g‖² < tiny_grad_norm_sq or a non-finite ratio).
+  Index tests_skipped(Index m) const noexcept { return m_skipped.empty() ? 0 : m_skipped[static_cast<size_t>(m)]; }
+  /// Tests summed over this process's workers.
+  Index tests_run() const noexcept {
+    Index s = 0;
+    for (Index t : m_tests) s += t;
+    return s;
+  }
+  /// Numbers this rule added to the last sync's all-reduce: the pooled statistics of the test at the step
+  /// that sync ended (global: d + 3; cross_worker: d + 2) plus 1 for harmonization. Exact, not an estimate:
+  /// it counts what was actually reduced (0 for local tests without harmonization).
+  Index sync_payload_elements(Index /*d*/) const noexcept { return m_last_sync_payload; }
+
+  /// After the local gradients of step ctx.step, before the optimizer step (reference §3.6).
+  template <class Ctx>
+  void after_gradients(const Ctx& ctx) {
+    if (m_b.empty()) return;
+    assert(ctx.G.cols() == local_count() && ctx.scratch.cols() >= 2 * local_count() + 2);
+    if (scheduled(ctx.step, ctx.sync_after)) {
+      const bool global_sync = ctx.sync_after && ctx.scope == SyncScope::global;
+      if (m_options.estimator == Estimator::cross_worker) {
+        // computed here, not in at_sync: at a sync the driver may already have replaced G by its mean (A9)
+        if (global_sync) cross_worker_test(ctx);
+      } else if (m_options.scope == TestScope::global) {
+        if (global_sync) global_test(ctx);
+      } else {
+        local_test(ctx);
+      }
+    }
+    if (m_options.apply_at == ApplyAt::next_step) std::copy(m_pending.begin(), m_pending.end(), m_b.begin());
+  }
+
+  /// After the parameters are averaged: harmonize (global syncs only) and apply the pending sizes.
+  template <class Ctx>
+  void at_sync(const Ctx& ctx) {
+    if (m_b.empty()) return;
+    if (ctx.scope == SyncScope::global && m_options.harmonize != Harmonize::none && m_workers > 1) {
+      double v[1] = {0.0};
+      if (m_options.harmonize == Harmonize::max) {
+        for (Index p : m_pending) v[0] = std::max(v[0], static_cast<double>(p));
+        ctx.comm.allreduce_max(std::span<double>(v, 1));
+      } else {
+        for (Index p : m_pending) v[0] += static_cast<double>(p);
+        ctx.comm.allreduce_sum(std::span<double>(v, 1));
+        v[0] = std::ceil(v[0] / static_cast<double>(m_workers));  // §3.6: ceil of the mean
+      }
+      const Index common = std::min(m_options.b_max, static_cast<Index>(v[0]));
+      std::fill(m_pending.begin(), m_pending.end(), common);
+      m_payload_since_sync += 1;
+    }
+    std::copy(m_pending.begin(), m_pending.end(), m_b.begin());
+    ++m_syncs;
+    m_last_sync_payload = m_payload_since_sync;
+    m_payload_since_sync = 0;
+  }
+
+ private:
+  Index local_count() const noexcept { return static_cast<Index>(m_b.size()); }
+
+  // every_step: steps k with (k+1) % n == 0; sync_steps: every n-th sync (counted by this rule).
+  bool scheduled(Index step, bool sync_after) const noexcept {
+    const Index n = m_options.test_interval;
+    if (m_options.when == TestWhen::every_step) return (step + 1) % n == 0;
+    return sync_after && (m_syncs + 1) % n == 0;
+  }
+
+  bool all_at_cap() const noexcept {
+    for (size_t m = 0; m < m_b.size(); ++m)
+      if (std::max(m_pending[m], m_b[m]) < m_options.b_max) return false;
+    return true;
+  }
+
+  void ensure_reduce_buffer(Index d) {
+    if (m_reduce.size() < d + 4) m_reduce.resize(d + 4);  // once: d is fixed for a run
+  }
+
+  // The decision of one test for worker m (§3.6): skip for a tiny gradient or a non-finite ratio (§7.13),
+  // else grow to the ratio from max(pending, b) (never decrease, §7.6), capped at b_max (§3.5).
+  void record(size_t m, const BatchStatistics& st, double divisor) {
+    const Index base = std::max(m_pending[m], m_b[m]);
+    ++m_tests[m];
+    if (!(st.grad_norm_sq >= m_options.tiny_grad_norm_sq)) {
+      m_ratio[m] = detail::kNaN;
+      ++m_skipped[m];
+      return;
+    }
+    const double r = m_test.ratio(st) / divisor;
+    m_ratio[m] = r;
+    if (!std::isfinite(r)) {
+      ++m_skipped[m];
+      return;
+    }
+    m_pending[m] = next_batch_size(r, base, m_options.b_max);
+  }
+
+  // One test result shared by every worker below the cap (global scope, cross_worker).
+  void record_shared(const BatchStatistics& st, double divisor) {
+    for (size_t m = 0; m < m_b.size(); ++m)
+      if (std::max(m_pending[m], m_b[m]) < m_options.b_max) record(m, st, divisor);
+  }
+
+  // Statistics of worker m on its own batch (local scope). Columns 2m and 2m+1 of the scratch are its own.
+  template <class Ctx>
+  BatchStatistics local_statistics(const Ctx& ctx, MatrixRef scratch, Index m) const {
+    auto& ws = ctx.workspaces[static_cast<size_t>(m)];
+    const auto x = ctx.X.col(m);
+    if (m_options.variance == VarianceMode::exact)  // §3.1: σ²(x), Var⟨∇f_i,∇F⟩, V⊥ at x^m
+      return population_statistics(
+          population_moments(ctx.objective, x, ctx.all_indices, ws, scratch.col(2 * m), scratch.col(2 * m + 1)));
+    const auto g = ctx.G.col(m);
+    const double gns = g.squaredNorm();
+    BatchStatistics skipped;
+    skipped.grad_norm_sq = gns;
+    if (!(gns >= m_options.tiny_grad_norm_sq)) return skipped;  // record() skips it; spare the moments
+    const IndexSpan batch = ctx.batches[static_cast<size_t>(m)];
+    if (m_options.estimator == Estimator::per_sample)  // §3.2 cheap forms, moments along g at x^m
+      return sample_statistics(sample_moments(ctx.objective, x, batch, g, ws, scratch.col(2 * m)), gns);
+    // §3.3-3: contiguous micro-batches, sizes differing by at most one
+    const auto n = static_cast<Index>(batch.size());
+    const Index parts = std::min(m_options.micro_batches, n);
+    MicroBatchDeviations dev;
+    for (Index j = 0; j < parts; ++j) {
+      const Index begin = j * n / parts, end = (j + 1) * n / parts;
+      ctx.objective.gradient(x, batch.subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin)),
+                             scratch.col(2 * m), ws);
+      dev.add(scratch.col(2 * m), end - begin, g, gns);
+    }
+    return micro_batch_means_statistics(dev, gns);
+  }
+
+  template <class Ctx>
+  void local_test(const Ctx& ctx) {
+    const Index ML = local_count();
+    // §3.4/§7.11: a local constant √M·c_glob; the ratio scales as 1/c², so it is divided by M
+    const double divisor = m_options.eta_is_global_target ? static_cast<double>(m_workers) : 1.0;
+    MatrixRef scratch = ctx.scratch;
+    // each worker writes only its own entries: the result does not depend on the thread count
+#pragma omp parallel for num_threads(ctx.threads) schedule(static)
+    for (Index m = 0; m < ML; ++m) {
+      const auto um = static_cast<size_t>(m);
+      if (std::max(m_pending[um], m_b[um]) >= m_options.b_max) continue;  // skip at the cap (§3.5, §7.7)
+      record(um, local_statistics(ctx, scratch, m), divisor);
+    }
+  }
+
+  // Global scope: statistics of the aggregate of all workers' batches (§3.1 "global variants").
+  // Sizes are identical on all workers in this scope, so the cap check agrees across processes.
+  template <class Ctx>
+  void global_test(const Ctx& ctx) {
+    if (all_at_cap()) return;
+    const Index ML = local_count();
+    const Index d = ctx.X.rows();
+    const double M = static_cast<double>(m_workers);
+    ensure_reduce_buffer(d);
+    MatrixRef scratch = ctx.scratch;
+    auto dir = scratch.col(2 * ML);  // the pooled direction ḡ (approximate) or ∇̄ (exact)
+    BatchStatistics st;
+    double divisor = 1.0;
+    if (m_options.variance == VarianceMode::approximate) {
+      // phase 1: ḡ = Σ_m b_m g^m / B, B = Σ_m b_m (serial sum in worker order, then across processes)
+      auto sum = m_reduce.head(d);
+      sum.setZero();
+      double B = 0.0;
+      for (Index m = 0; m < ML; ++m) {
+        const auto bm = static_cast<double>(ctx.batches[static_cast<size_t>(m)].size());
+        sum += bm * ctx.G.col(m);
+        B += bm;
+      }
+      m_reduce[d] = B;
+      ctx.comm.allreduce_sum(std::span<double>(m_reduce.data(), static_cast<size_t>(d + 1)));
+      m_payload_since_sync += d + 1;
+      B = m_reduce[d];
+      dir = m_reduce.head(d) / B;
+      st.grad_norm_sq = dir.squaredNorm();
+      if (st.grad_norm_sq >= m_options.tiny_grad_norm_sq) {
+        // phase 2: each worker's per-sample moments along ḡ, pooled: the moments of the union batch
+#pragma omp parallel for num_threads(ctx.threads) schedule(static)
+        for (Index m = 0; m < ML; ++m) {
+          const auto um = static_cast<size_t>(m);
+          m_moments[um] =
+              sample_moments(ctx.objective, ctx.X.col(m), ctx.batches[um], dir, ctx.workspaces[um], scratch.col(2 * m));
+        }
+        SampleMoments pooled;
+        for (const SampleMoments& s : m_moments) pooled += s;
+        m_reduce[0] = pooled.sum_sq_norm;
+        m_reduce[1] = pooled.sum_proj_sq;
+        ctx.comm.allreduce_sum(std::span<double>(m_reduce.data(), 2));
+        m_payload_since_sync += 2;
+        pooled.sum_sq_norm = m_reduce[0];
+        pooled.sum_proj_sq = m_reduce[1];
+        pooled.count = static_cast<Index>(std::llround(B));
+        st = sample_statistics(pooled, st.grad_norm_sq);  // S², V_ip, V⊥ of B samples around ḡ
+      }
+      divisor = M;  // the ratio is the required global batch; local = ⌈B_req / M⌉ = ⌈r / M⌉
+    } else {
+      // phase 1: ∇̄ = (1/M) Σ_m ∇F(x^m); ∇F(x^m) is kept in column 2m+1
+#pragma omp parallel for num_threads(ctx.threads) schedule(static)
+      for (Index m = 0; m < ML; ++m)
+        ctx.objective.gradient(ctx.X.col(m), ctx.all_indices, scratch.col(2 * m + 1),
+                               ctx.workspaces[static_cast<size_t>(m)]);
+      auto sum = m_reduce.head(d);
+      sum.setZero();
+      for (Index m = 0; m < ML; ++m) sum += scratch.col(2 * m + 1);
+      ctx.comm.allreduce_sum(std::span<double>(m_reduce.data(), static_cast<size_t>(d)));
+      m_payload_since_sync += d;
+      dir = m_reduce.head(d) / M;
+      const double gns = dir.squaredNorm();
+      st.grad_norm_sq = gns;
+      if (gns >= m_options.tiny_grad_norm_sq) {
+        // phase 2: per-worker population variances of ∇f_i(x^m) in total, along ∇̄, and orthogonal to ∇̄
+#pragma omp parallel for num_threads(ctx.threads) schedule(static)
+        for (Index m = 0; m < ML; ++m) {
+          const auto um = static_cast<size_t>(m);
+          const SampleMoments s =
+              sample_moments(ctx.objective, ctx.X.col(m), ctx.all_indices, dir, ctx.workspaces[um], scratch.col(2 * m));
+          const double N = static_cast<double>(s.count);
+          const double mean_proj = s.sum_proj / N;  // ⟨∇F(x^m), ∇̄⟩
+          BatchStatistics w;
+          w.variance = s.sum_sq_norm / N - scratch.col(2 * m + 1).squaredNorm();  // σ²(x^m)
+          w.ip_variance = s.sum_proj_sq / N - mean_proj * mean_proj;              // Var⟨∇f_i(x^m), ∇̄⟩
+          w.orth_variance = w.variance - w.ip_variance / gns;                     // E‖P⊥(∇f_i − ∇F(x^m))‖²
+          m_worker_stats[um] = w;
+        }
+        m_reduce[0] = m_reduce[1] = m_reduce[2] = 0.0;
+        for (const BatchStatistics& w : m_worker_stats) {
+          m_reduce[0] += w.variance;
+          m_reduce[1] += w.ip_variance;
+          m_reduce[2] += w.orth_variance;
+        }
+        ctx.comm.allreduce_sum(std::span<double>(m_reduce.data(), 3));
+        m_payload_since_sync += 3;
+        // (1/M²) Σ_m Var_m / b ≤ c² · (‖∇̄‖² or ‖∇̄‖⁴): the variance of the averaged gradient; gives local b
+        st.variance = m_reduce[0] / (M * M);
+        st.ip_variance = m_reduce[1] / (M * M);
+        st.orth_variance = m_reduce[2] / (M * M);
+      }
+    }
+    record_shared(st, divisor);
+  }
+
+  // §3.3-4 (AdLoCo): σ̂² = b_h/(M−1)·(Σ_m‖g^m‖² − M‖ḡ‖²), r = σ̂²/(M η² ‖ḡ‖²) for every worker.
+  template <class Ctx>
+  void cross_worker_test(const Ctx& ctx) {
+    if (all_at_cap()) return;
+    const Index ML = local_count();
+    const Index d = ctx.G.rows();
+    ensure_reduce_buffer(d);
+    auto sum = m_reduce.head(d);
+    sum.setZero();
+    double sq = 0.0, inv_b = 0.0;
+    for (Index m = 0; m < ML; ++m) {
+      sum += ctx.G.col(m);
+      sq += ctx.G.col(m).squaredNorm();
+      inv_b += 1.0 / static_cast<double>(ctx.batches[static_cast<size_t>(m)].size());
+    }
+    m_reduce[d] = sq;
+    m_reduce[d + 1] = inv_b;
+    ctx.comm.allreduce_sum(std::span<double>(m_reduce.data(), static_cast<size_t>(d + 2)));
+    m_payload_since_sync += d + 2;
+    const double M = static_cast<double>(m_workers);
+    BatchStatistics st;
+    st.grad_norm_sq = m_reduce.head(d).squaredNorm() / (M * M);  // ‖ḡ‖²
+    const double harmonic_b = M / m_reduce[d + 1];               // = b when all sizes are equal
+    // the variance of ḡ per sample of the global batch: σ̂²/M, so that NormTest's ratio is σ̂²/(Mη²‖ḡ‖²)
+    st.variance = cross_worker_variance(m_reduce[d], st.grad_norm_sq, m_workers, harmonic_b) / M;
+    record_shared(st, 1.0);
+  }
+
+  AdaptiveBatchOptions m_options{};
+  Test m_test{};
+  Index m_workers = 1;
+  std::vector<Index> m_b, m_pending, m_tests, m_skipped;
+  std::vector<double> m_ratio;
+  std::vector<SampleMoments> m_moments;         // per-worker partials of the global approximate test
+  std::vector<BatchStatistics> m_worker_stats;  // per-worker population variances of the global exact test
+  Vector m_reduce;                              // all-reduce buffer (d + 4), allocated on first use
+  Index m_syncs = 0;
+  Index m_payload_since_sync = 0;
+  Index m_last_sync_payload = 0;
+};
+
+using NormTestRule = AdaptiveBatch<NormTest>;
+using InnerProductTestRule = AdaptiveBatch<InnerProductTest>;
+using AugmentedInnerProductTestRule = AdaptiveBatch<AugmentedInnerProductTest>;
+
+}  // namespace lgm

@@ -1,0 +1,25 @@
+// A constant local batch size: the baseline of every adaptive rule (adaptive-batch-local-methods.md §6).
+#pragma once
+
+#include "lgm/core/error.hpp"
+#include "lgm/core/types.hpp"
+
+namespace lgm {
+
+/// Every worker uses b samples at every step; the statistics hooks do nothing.
+struct ConstantBatch {
+  Index b = 32;  ///< local batch size of every worker
+
+  void validate() const { detail::require_at_least("b", b, Index{1}); }
+  void reset(Index /*local_workers*/, Index /*workers*/) noexcept {}
+
+  Index batch_size(Index /*m*/) const noexcept { return b; }
+  Index max_batch_size() const noexcept { return b; }
+
+  template <class Ctx>
+  void after_gradients(const Ctx& /*ctx*/) noexcept {}
+  template <class Ctx>
+  void at_sync(const Ctx& /*ctx*/) noexcept {}
+};
+
+}  // namespace lgm

@@ -1,0 +1,21 @@
+// The umbrella header: everything in lgm.
+#pragma once
+
+#include "lgm/batch/batch.hpp"
+#include "lgm/comm/cost_model.hpp"
+#include "lgm/comm/in_process.hpp"
+#include "lgm/core/concepts.hpp"
+#include "lgm/core/error.hpp"
+#include "lgm/core/moments.hpp"
+#include "lgm/core/step_context.hpp"
+#include "lgm/core/types.hpp"
+#include "lgm/optim/optim.hpp"
+#include "lgm/problems/problems.hpp"
+#include "lgm/run/local_method.hpp"
+#include "lgm/run/methods.hpp"
+#include "lgm/run/metrics.hpp"
+#include "lgm/run/observers.hpp"
+#include "lgm/sampling/philox.hpp"
+#include "lgm/sampling/samplers.hpp"
+#include "lgm/schedule/schedules.hpp"
+#include "lgm/sync/sync.hpp"

@@ -1,0 +1,177 @@
+// The machinery shared by the linear-model problems (least squares, logistic, nonconvex logistic):
+//   f_i(x) = φ(a_iᵀx; y_i) + R(x),   ∇f_i(x) = φ'(a_iᵀx; y_i) a_i + ∇R(x),
+// with closed-form per-sample moments (reference §3.2 cheap forms): with r_i = φ'(a_iᵀx; y_i), c = ∇R(x),
+//   ‖∇f_i‖² = r_i²‖a_i‖² + 2 r_i⟨a_i, c⟩ + ‖c‖²,   ⟨∇f_i, v⟩ = r_i⟨a_i, v⟩ + ⟨c, v⟩,
+// where the row norms ‖a_i‖² are computed once at construction.
+#pragma once
+
+#include <cassert>
+#include <cmath>
+#include <utility>
+
+#include "lgm/core/types.hpp"
+#include "lgm/problems/dataset.hpp"
+
+namespace lgm::detail {
+
+/// φ(z; y) = ½(z − y)², φ' = z − y.
+struct SquaredLoss {
+  static double eval(double z, double y, double& derivative) {
+    const double r = z - y;
+    derivative = r;
+    return 0.5 * r * r;
+  }
+};
+
+/// φ(z; y) = log(1 + e^{−yz}) for y ∈ {−1, +1}, φ' = −y σ(−yz); both in overflow-free forms.
+struct LogisticLoss {
+  static double eval(double z, double y, double& derivative) {
+    const double t = -y * z;
+    derivative = -y * sigmoid(t);
+    return softplus(t);
+  }
+};
+
+/// R(x) = (λ/2)‖x‖², ∇R = λx.
+struct L2Regularizer {
+  double lambda = 0.0;
+  double value(ConstVectorRef x) const { return lambda == 0.0 ? 0.0 : 0.5 * lambda * x.squaredNorm(); }
+  void add_gradient(ConstVectorRef x, VectorRef g) const {
+    if (lambda != 0.0) g += lambda * x;
+  }
+  void gradient(ConstVectorRef x, VectorRef c) const { c = lambda * x; }
+  /// ⟨a_i, ∇R(x)⟩ = λ a_iᵀx = λ z_i: free, z_i is already known.
+  double feature_dot(ConstVectorRef /*a*/, double z, ConstVectorRef /*c*/) const { return lambda * z; }
+};
+
+/// R(x) = λ Σ_j x_j²/(1 + x_j²) (nonconvex), ∂R/∂x_j = 2λ x_j/(1 + x_j²)².
+struct NonconvexRegularizer {
+  double lambda = 0.0;
+  double value(ConstVectorRef x) const {
+    double s = 0.0;
+    for (Index j = 0; j < x.size(); ++j) s += x[j] * x[j] / (1.0 + x[j] * x[j]);
+    return lambda * s;
+  }
+  static double partial(double lambda, double t) {
+    const double q = 1.0 + t * t;
+    return 2.0 * lambda * t / (q * q);
+  }
+  void add_gradient(ConstVectorRef x, VectorRef g) const {
+    for (Index j = 0; j < x.size(); ++j) g[j] += partial(lambda, x[j]);
+  }
+  void gradient(ConstVectorRef x, VectorRef c) const {
+    for (Index j = 0; j < x.size(); ++j) c[j] = partial(lambda, x[j]);
+  }
+  double feature_dot(ConstVectorRef a, double /*z*/, ConstVectorRef c) const { return a.dot(c); }
+};
+
+/// A finite sum of f_i(x) = φ(a_iᵀx; y_i) + R(x) over the columns a_i of a d × N feature matrix. Models
+/// lgm::HasClosedFormMoments. The derived problem checks its own labels and parameters.
+template <class Loss, class Reg>
+class LinearModel {
+ public:
+  /// Scratch for sample_moments: c = ∇R(x).
+  struct Workspace {
+    Vector reg_grad;
+  };
+
+  Index dim() const noexcept { return m_features.rows(); }
+  Index num_samples() const noexcept { return m_features.cols(); }
+  Workspace make_workspace() const { return Workspace{Vector::Zero(dim())}; }
+
+  /// d × N, column i = a_i.
+  const Matrix& features() const noexcept { return m_features; }
+  /// ‖a_i‖², i = 0 … N−1.
+  const Vector& feature_sq_norms() const noexcept { return m_sq_norms; }
+
+  /// (1/b) Σ_{i∈batch} f_i(x).
+  double loss(ConstVectorRef x, IndexSpan batch, Workspace& /*ws*/) const {
+    assert(x.size() == dim() && !batch.empty());
+    double sum = 0.0, deriv = 0.0;
+    for (Index i : batch) sum += Loss::eval(m_features.col(i).dot(x), m_targets[i], deriv);
+    return sum / static_cast<double>(batch.size()) + m_reg.value(x);
+  }
+
+  /// g = (1/b) Σ_{i∈batch} ∇f_i(x); returns the mean loss.
+  double gradient(ConstVectorRef x, IndexSpan batch, VectorRef g, Workspace& /*ws*/) const {
+    assert(x.size() == dim() && g.size() == dim() && !batch.empty());
+    g.setZero();
+    double sum = 0.0, deriv = 0.0;
+    for (Index i : batch) {
+      const auto a = m_features.col(i);
+      sum += Loss::eval(a.dot(x), m_targets[i], deriv);
+      g += deriv * a;
+    }
+    const double inv_b = 1.0 / static_cast<double>(batch.size());
+    g *= inv_b;
+    m_reg.add_gradient(x, g);
+    return sum * inv_b + m_reg.value(x);
+  }
+
+  /// g = ∇f_i(x); returns f_i(x).
+  double sample_gradient(ConstVectorRef x, Index i, VectorRef g, Workspace& /*ws*/) const {
+    assert(x.size() == dim() && g.size() == dim() && i >= 0 && i < num_samples());
+    const auto a = m_features.col(i);
+    double deriv = 0.0;
+    const double f = Loss::eval(a.dot(x), m_targets[i], deriv);
+    g = deriv * a;
+    m_reg.add_gradient(x, g);
+    return f + m_reg.value(x);
+  }
+
+  /// Σ‖∇f_i‖², Σ⟨∇f_i, v⟩, Σ⟨∇f_i, v⟩² over the batch in closed form (reference §3.2; formulas at the top).
+  SampleMoments sample_moments(ConstVectorRef x, IndexSpan batch, ConstVectorRef v, Workspace& ws) const {
+    assert(x.size() == dim() && v.size() == dim());
+    VectorRef c = ws.reg_grad;
+    m_reg.gradient(x, c);
+    const double cc = c.squaredNorm();
+    const double cv = c.dot(v);
+    SampleMoments s;
+    double deriv = 0.0;
+    for (Index i : batch) {
+      const auto a = m_features.col(i);
+      const double z = a.dot(x);
+      Loss::eval(z, m_targets[i], deriv);
+      const double p = deriv * a.dot(v) + cv;
+      s.sum_sq_norm += deriv * deriv * m_sq_norms[i] + 2.0 * deriv * m_reg.feature_dot(a, z, c) + cc;
+      s.sum_proj += p;
+      s.sum_proj_sq += p * p;
+    }
+    s.count = static_cast<Index>(batch.size());
+    return s;
+  }
+
+ protected:
+  LinearModel(Matrix features, Vector targets, Reg reg)
+      : m_features(std::move(features)), m_targets(std::move(targets)), m_reg(reg) {
+    check_features(m_features);
+    m_sq_norms = m_features.colwise().squaredNorm().transpose();
+  }
+
+  /// F(x) over the whole data set (used at construction for f*).
+  double full_loss(ConstVectorRef x) const {
+    double sum = 0.0, deriv = 0.0;
+    for (Index i = 0; i < num_samples(); ++i) sum += Loss::eval(m_features.col(i).dot(x), m_targets[i], deriv);
+    return sum / static_cast<double>(num_samples()) + m_reg.value(x);
+  }
+
+  /// ∇F(x) over the whole data set.
+  void full_gradient(ConstVectorRef x, VectorRef g) const {
+    g.setZero();
+    double deriv = 0.0;
+    for (Index i = 0; i < num_samples(); ++i) {
+      const auto a = m_features.col(i);
+      Loss::eval(a.dot(x), m_targets[i], deriv);
+      g += deriv * a;
+    }
+    g /= static_cast<double>(num_samples());
+    m_reg.add_gradient(x, g);
+  }
+
+  Matrix m_features;
+  Vector m_targets;
+  Vector m_sq_norms;
+  Reg m_reg;
+};
+
+}  // namespace lgm::detail
