@@ -27,7 +27,7 @@ struct AlphaBetaCostOptions {
   double element_bytes = 4.0;                         ///< bytes per communicated number (fp32 on the wire)
   double seconds_per_sample = 1e-6;                   ///< compute cost of one sample's gradient
   double seconds_per_step = 0.0;                      ///< fixed cost of one local step (launch, optimizer)
-  std::vector<double> worker_slowdown;                ///< per-worker factor ≥ 1 (stragglers); empty = all 1
+  std::vector<double> worker_slowdown{};              ///< per-worker factor ≥ 1 (stragglers); empty = all 1
 };
 
 /// Ring all-reduce of n bytes among p workers: reduce-scatter + all-gather,

@@ -2,6 +2,9 @@
 // and the population (whole data set) moments that the exact-variance tests use (reference §3.1-3.2).
 #pragma once
 
+#include <numeric>
+#include <vector>
+
 #include "lgm/core/concepts.hpp"
 #include "lgm/core/types.hpp"
 
@@ -60,6 +63,23 @@ PopulationMoments population_moments(const Obj& obj, ConstVectorRef x, IndexSpan
   p.ip_variance = s.sum_proj_sq / n - p.grad_norm_sq * p.grad_norm_sq;
   p.orth_variance = p.grad_norm_sq > 0.0 ? s.sum_sq_norm / n - s.sum_proj_sq / (n * p.grad_norm_sq) : p.variance;
   return p;
+}
+
+}  // namespace lgm
+
+namespace lgm {
+
+/// F(x) = (1/N) Σ_i f_i(x) over the whole data set (allocates; for evaluation, not for the hot loop).
+template <Objective Obj>
+double full_loss(const Obj& obj, ConstVectorRef x) {
+  if constexpr (requires { obj.full_loss(x); }) {
+    return obj.full_loss(x);
+  } else {
+    std::vector<Index> all(static_cast<size_t>(obj.num_samples()));
+    std::iota(all.begin(), all.end(), Index{0});
+    auto ws = obj.make_workspace();
+    return obj.loss(x, all, ws);
+  }
 }
 
 }  // namespace lgm

@@ -107,9 +107,9 @@ class LeastSquares : public detail::LinearModel<detail::SquaredLoss, detail::L2R
     const Vector b = m_features * m_targets / static_cast<double>(num_samples());
     m_optimum = v * inv.asDiagonal() * (v.transpose() * b);
     Vector grad(d);
-    full_gradient(m_optimum, grad);
+    full_data_gradient(m_optimum, grad);
     m_optimum -= v * inv.asDiagonal() * (v.transpose() * grad);
-    m_optimal_value = full_loss(m_optimum);
+    m_optimal_value = full_data_loss(m_optimum);
   }
 
   Vector m_spectrum;

@@ -149,14 +149,14 @@ class LinearModel {
   }
 
   /// F(x) over the whole data set (used at construction for f*).
-  double full_loss(ConstVectorRef x) const {
+  double full_data_loss(ConstVectorRef x) const {
     double sum = 0.0, deriv = 0.0;
     for (Index i = 0; i < num_samples(); ++i) sum += Loss::eval(m_features.col(i).dot(x), m_targets[i], deriv);
     return sum / static_cast<double>(num_samples()) + m_reg.value(x);
   }
 
   /// ∇F(x) over the whole data set.
-  void full_gradient(ConstVectorRef x, VectorRef g) const {
+  void full_data_gradient(ConstVectorRef x, VectorRef g) const {
     g.setZero();
     double deriv = 0.0;
     for (Index i = 0; i < num_samples(); ++i) {

@@ -99,11 +99,11 @@ class Logistic : public detail::LinearModel<detail::LogisticLoss, detail::L2Regu
     const double lambda = m_reg.lambda;
     Vector x = Vector::Zero(d), grad(d), step(d), trial(d);
     Matrix weighted(d, n), hess(d, d);
-    double f = full_loss(x);
+    double f = full_data_loss(x);
     double previous_step = std::numeric_limits<double>::infinity();
     constexpr int max_iterations = 200;
     for (int it = 1; it <= max_iterations; ++it) {
-      full_gradient(x, grad);
+      full_data_gradient(x, grad);
       for (Index i = 0; i < n; ++i) {
         const double z = m_features.col(i).dot(x);
         weighted.col(i) = std::sqrt(detail::sigmoid(z) * detail::sigmoid(-z)) * m_features.col(i);
@@ -118,7 +118,7 @@ class Logistic : public detail::LinearModel<detail::LogisticLoss, detail::L2Regu
       double t = 1.0, f_trial = 0.0;
       for (;;) {
         trial = x - t * step;
-        f_trial = full_loss(trial);
+        f_trial = full_data_loss(trial);
         if (polishing || f_trial <= f - 0.25 * t * decrement || t < 1e-12) break;
         t *= 0.5;
       }
@@ -126,7 +126,7 @@ class Logistic : public detail::LinearModel<detail::LogisticLoss, detail::L2Regu
       f = f_trial;
       if (polishing && (step_norm <= 1e-14 * (1.0 + x.norm()) || step_norm > 0.5 * previous_step)) {
         m_optimum = std::move(x);
-        m_optimal_value = full_loss(m_optimum);
+        m_optimal_value = full_data_loss(m_optimum);
         m_has_optimum = true;
         m_newton_iterations = it;
         return;

@@ -142,6 +142,7 @@ class LocalMethod {
     m_batch.validate();
     m_schedule.validate();
     m_outer.validate();
+    if constexpr (requires { m_sampler.validate(); }) m_sampler.validate();
     if constexpr (requires { m_cost.validate(m_run.workers); }) m_cost.validate(m_run.workers);
   }
 

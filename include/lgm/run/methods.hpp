@@ -21,6 +21,6 @@ using HierarchicalLocalSGD = LocalMethod<SGD, HierarchicalSync>;
 using LocalSGDNormTest = LocalMethod<SGD, ConstantSync, NormTestRule>;
 using LocalSHBNormTest = LocalMethod<HeavyBall, ConstantSync, NormTestRule>;
 /// DiLoCo: Local AdamW with an outer Nesterov step on the pseudo-gradient.
-using DiLoCo = LocalMethod<AdamW, ConstantSync, ConstantBatch, ConstantLr, IidSampler, OuterSGD>;
+using DiLoCo = LocalMethod<AdamW, ConstantSync, ConstantBatch, ConstantLr, IidSampler, DiLoCoOuter>;
 
 }  // namespace lgm
