@@ -51,29 +51,28 @@ int main(int argc, char** argv) {
   row("minibatch SGD (H=1), b=32", MinibatchSGD({}, SGD{}, EveryStepSync{}, ConstantBatch{32}, ConstantLr{.lr = lr}));
   row("Local SGD H=16, b=8", LocalSGD({}, SGD{}, ConstantSync{16}, ConstantBatch{8}, ConstantLr{.lr = lr}));
   row("Local SGD H=16, b=256", LocalSGD({}, SGD{}, ConstantSync{16}, ConstantBatch{256}, ConstantLr{.lr = lr}));
-  row("Local SHB H=16, b=8", LocalSHB({}, HeavyBall{.momentum = 0.9}, ConstantSync{16}, ConstantBatch{8},
-                                      ConstantLr{.lr = lr / 10}));
-  row("Local SGD H=16, norm η=0.5", LocalSGDNormTest({}, SGD{}, ConstantSync{16},
-                                                      NormTestRule(adaptive, NormTest{.eta = 0.5}),
-                                                      ConstantLr{.lr = lr}));
-  row("Local SGD H=16, norm η=1.0", LocalSGDNormTest({}, SGD{}, ConstantSync{16},
-                                                      NormTestRule(adaptive, NormTest{.eta = 1.0}),
-                                                      ConstantLr{.lr = lr}));
-  row("Local SHB H=16, norm η=0.5", LocalSHBNormTest({}, HeavyBall{.momentum = 0.9}, ConstantSync{16},
-                                                      NormTestRule(adaptive, NormTest{.eta = 0.5}),
-                                                      ConstantLr{.lr = lr / 10}));
+  row("Local SHB H=16, b=8",
+      LocalSHB({}, HeavyBall{.momentum = 0.9}, ConstantSync{16}, ConstantBatch{8}, ConstantLr{.lr = lr / 10}));
+  row("Local SGD H=16, norm η=0.5",
+      LocalSGDNormTest({}, SGD{}, ConstantSync{16}, NormTestRule(adaptive, NormTest{.eta = 0.5}),
+                       ConstantLr{.lr = lr}));
+  row("Local SGD H=16, norm η=1.0",
+      LocalSGDNormTest({}, SGD{}, ConstantSync{16}, NormTestRule(adaptive, NormTest{.eta = 1.0}),
+                       ConstantLr{.lr = lr}));
+  row("Local SHB H=16, norm η=0.5",
+      LocalSHBNormTest({}, HeavyBall{.momentum = 0.9}, ConstantSync{16}, NormTestRule(adaptive, NormTest{.eta = 0.5}),
+                       ConstantLr{.lr = lr / 10}));
   AdaptiveBatchOptions global = adaptive;
   global.scope = TestScope::global;
-  row("Local SGD H=16, global norm", LocalSGDNormTest({}, SGD{}, ConstantSync{16},
-                                                       NormTestRule(global, NormTest{.eta = 0.5}),
-                                                       ConstantLr{.lr = lr}));
+  row("Local SGD H=16, global norm",
+      LocalSGDNormTest({}, SGD{}, ConstantSync{16}, NormTestRule(global, NormTest{.eta = 0.5}), ConstantLr{.lr = lr}));
   // QSR counts warm-up in steps: the schedule is by steps here (8 workers × 32 samples a step)
   const Index steps = kSamples / (kWorkers * 32);
-  row("Local SGD + QSR, b=32", LocalMethod<SGD, QuadraticSyncRule, ConstantBatch, WarmupCosineLr>(
-                                   {}, SGD{}, QuadraticSyncRule{.alpha = 1.0, .H_base = 4, .warmup_steps = steps / 10},
-                                   ConstantBatch{32},
-                                   WarmupCosineLr{.peak = lr, .min_lr = 1e-3, .warmup = steps / 10, .total = steps}));
-  row("post-local SGD, b=32", LocalMethod<SGD, PostLocalSync>({}, SGD{},
-                                                              PostLocalSync{.switch_step = kSamples / (kWorkers * 32) / 4, .H = 16},
-                                                              ConstantBatch{32}, ConstantLr{.lr = lr}));
+  row("Local SGD + QSR, b=32",
+      LocalMethod<SGD, QuadraticSyncRule, ConstantBatch, WarmupCosineLr>(
+          {}, SGD{}, QuadraticSyncRule{.alpha = 1.0, .H_base = 4, .warmup_steps = steps / 10}, ConstantBatch{32},
+          WarmupCosineLr{.peak = lr, .min_lr = 1e-3, .warmup = steps / 10, .total = steps}));
+  row("post-local SGD, b=32",
+      LocalMethod<SGD, PostLocalSync>({}, SGD{}, PostLocalSync{.switch_step = kSamples / (kWorkers * 32) / 4, .H = 16},
+                                      ConstantBatch{32}, ConstantLr{.lr = lr}));
 }

@@ -9,8 +9,8 @@ int main() {  // ignores arguments (scripts/test.sh passes --smoke)
 
   // 8 workers, H = 16 local steps per round, local norm test with η = 0.5 growing each worker's batch.
   LocalSGDNormTest method({.workers = 8, .max_samples = 400'000, .threads = 2}, SGD{}, ConstantSync{16},
-                          NormTestRule({.b_min = 4, .b_max = 512}, NormTest{.eta = 0.5}),
-                          ConstantLr{.lr = 0.5}, IidSampler(/*seed=*/42));
+                          NormTestRule({.b_min = 4, .b_max = 512}, NormTest{.eta = 0.5}), ConstantLr{.lr = 0.5},
+                          IidSampler(/*seed=*/42));
 
   SyncHistory history([&](ConstVectorRef x) { return full_loss(problem, x) - problem.optimal_value(); });
   const RunResult result = method.run(problem, Vector::Zero(problem.dim()), history);

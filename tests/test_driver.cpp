@@ -2,8 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <limits>
 #include <lgm/lgm.hpp>
+#include <limits>
 #include <vector>
 
 namespace {
@@ -12,8 +12,7 @@ using namespace lgm;
 
 // A noisy least-squares problem: d = 6, N = 300, with λ > 0 so x* is unique.
 LeastSquares make_problem(std::uint64_t seed = 7) {
-  return LeastSquares::synthetic(
-      {.N = 300, .d = 6, .condition = 10.0, .noise = 0.5, .lambda = 0.01, .seed = seed});
+  return LeastSquares::synthetic({.N = 300, .d = 6, .condition = 10.0, .noise = 0.5, .lambda = 0.01, .seed = seed});
 }
 
 double max_rel_diff(const Vector& a, const Vector& b) {
@@ -36,8 +35,7 @@ Vector plain_sgd(const LeastSquares& obj, Vector x, Index steps, Index b, double
 }
 
 // Minibatch SGD with the union of all M workers' batches as one batch of M·b samples.
-Vector minibatch_sgd(const LeastSquares& obj, Vector x, Index M, Index steps, Index b, double lr,
-                     std::uint64_t seed) {
+Vector minibatch_sgd(const LeastSquares& obj, Vector x, Index M, Index steps, Index b, double lr, std::uint64_t seed) {
   IidSampler sampler(seed);
   sampler.reset(M, obj.num_samples());
   auto ws = obj.make_workspace();
@@ -148,8 +146,11 @@ TEST_CASE("driver: the same seed gives bitwise the same run with 1, 2 and 4 thre
 TEST_CASE("driver: metrics follow their single definitions") {
   const auto obj = make_problem();
   const Vector x0 = Vector::Zero(obj.dim());
-  AlphaBetaCostOptions co{.network = {1e-3, 1e6}, .element_bytes = 4.0, .seconds_per_sample = 1e-4,
-                          .seconds_per_step = 1e-3, .worker_slowdown = {1.0, 1.0, 3.0, 1.0}};
+  AlphaBetaCostOptions co{.network = {1e-3, 1e6},
+                          .element_bytes = 4.0,
+                          .seconds_per_sample = 1e-4,
+                          .seconds_per_step = 1e-3,
+                          .worker_slowdown = {1.0, 1.0, 3.0, 1.0}};
   LocalSGD method({.workers = 4, .max_steps = 20}, SGD{}, ConstantSync{8}, ConstantBatch{10}, ConstantLr{.lr = 0.01},
                   IidSampler(1), Averaging{}, AlphaBetaCost(co));
   HookCounter hooks;
@@ -193,7 +194,8 @@ TEST_CASE("driver: Local SGD and the norm test converge to the known optimum") {
   const auto obj = make_problem();
   const Vector x0 = Vector::Zero(obj.dim());
   // with replacement, batches may exceed N; the cap must not bind before the target accuracy (§3.5)
-  AdaptiveBatchOptions bo{.b_min = 4, .b_max = 1 << 16, .variance = VarianceMode::exact, .apply_at = ApplyAt::next_step};
+  AdaptiveBatchOptions bo{
+      .b_min = 4, .b_max = 1 << 16, .variance = VarianceMode::exact, .apply_at = ApplyAt::next_step};
   LocalMethod<SGD, ConstantSync, NormTestRule> method({.workers = 4, .max_steps = 300}, SGD{}, ConstantSync{4},
                                                       NormTestRule(bo, NormTest{.eta = 0.5}),
                                                       ConstantLr{.lr = 0.5 / obj.smoothness()}, IidSampler(8));
@@ -218,8 +220,8 @@ TEST_CASE("driver: hierarchical syncs average groups, and the output is a global
 TEST_CASE("driver: divergence stops the run and names the step and round") {
   const auto obj = make_problem();
   const Vector x0 = Vector::Ones(obj.dim());
-  LocalSGD method({.workers = 2, .max_steps = 5000}, SGD{}, ConstantSync{4}, ConstantBatch{4},
-                  ConstantLr{.lr = 100.0}, IidSampler(1));
+  LocalSGD method({.workers = 2, .max_steps = 5000}, SGD{}, ConstantSync{4}, ConstantBatch{4}, ConstantLr{.lr = 100.0},
+                  IidSampler(1));
   const RunResult r = method.run(obj, x0);
   CHECK(r.reason == StopReason::diverged);
   CHECK(r.message.find("step") != std::string::npos);
@@ -238,9 +240,9 @@ TEST_CASE("driver: bad input is rejected before the run, naming the parameter, v
     }
     return "no error";
   };
-  CHECK(message(LocalSGD({.workers = 2, .max_steps = 10}, SGD{}, ConstantSync{4}, ConstantBatch{4},
-                         ConstantLr{.lr = -0.1}),
-                x0)
+  CHECK(message(
+            LocalSGD({.workers = 2, .max_steps = 10}, SGD{}, ConstantSync{4}, ConstantBatch{4}, ConstantLr{.lr = -0.1}),
+            x0)
             .find("lr = -0.1") != std::string::npos);
   CHECK(message(LocalSGD({.workers = 2, .max_steps = 10}, SGD{}, ConstantSync{0}), x0) ==
         "invalid H = 0 (accepted: an integer >= 1)");

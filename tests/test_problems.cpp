@@ -345,7 +345,8 @@ TEST_CASE("LeastSquares: loss, gradients, moments, constants and optimum (ridge)
   // x* solves the normal equations (1/N) Σ a_i(a_iᵀx − y_i) + λx = 0, written out here
   Vector normal = 0.05 * ls.optimum();
   for (Index i = 0; i < n; ++i)
-    normal += ls.features().col(i) * (ls.features().col(i).dot(ls.optimum()) - ls.targets()[i]) / static_cast<double>(n);
+    normal +=
+        ls.features().col(i) * (ls.features().col(i).dot(ls.optimum()) - ls.targets()[i]) / static_cast<double>(n);
   CHECK(normal.norm() <= 1e-13);
   CHECK(rel_diff(ls.optimal_value(), total_loss(ls, ls.optimum())) <= 1e-15);
 
@@ -457,8 +458,7 @@ TEST_CASE("Softmax: loss, gradients, moments and constants") {
       for (Index j = 0; j < d; ++j) z[static_cast<std::size_t>(c)] += x[c * d + j] * sm.features()(j, i);
     double s = 0.0;
     for (double zc : z) s += std::exp(zc);
-    return std::log(s) - z[static_cast<std::size_t>(sm.labels()[static_cast<std::size_t>(i)])] +
-           0.01 * x.squaredNorm();
+    return std::log(s) - z[static_cast<std::size_t>(sm.labels()[static_cast<std::size_t>(i)])] + 0.01 * x.squaredNorm();
   });
   CHECK(rel_diff(total_loss(sm, x), naive) <= 1e-12);
   for (int rep = 0; rep < 3; ++rep) check_objective(sm, random_vector(sm.dim(), rng), rng);
@@ -522,8 +522,7 @@ TEST_CASE("NonconvexLogistic: loss, gradients, moments and the exact L") {
 // ---------------------------------------------------------------- Mlp
 
 TEST_CASE("Mlp: loss by naive loops over the layout, gradients by backprop, dense-layer moments") {
-  const lgm::Mlp mlp =
-      lgm::Mlp::synthetic({.N = 60, .d = 4, .classes = 3, .hidden = 5, .lambda = 0.01, .seed = 8});
+  const lgm::Mlp mlp = lgm::Mlp::synthetic({.N = 60, .d = 4, .classes = 3, .hidden = 5, .lambda = 0.01, .seed = 8});
   const Index d = 4, h = 5, C = 3, n = mlp.num_samples();
   REQUIRE(mlp.dim() == h * d + h + C * h + C);
   CHECK(mlp.offset_b1() == h * d);
@@ -543,7 +542,7 @@ TEST_CASE("Mlp: loss by naive loops over the layout, gradients by backprop, dens
   const double naive = naive_mean(n, [&](Index i) {
     std::vector<double> s(static_cast<std::size_t>(h)), z(static_cast<std::size_t>(C));
     for (Index k = 0; k < h; ++k) {
-      double u = x[h * d + k];  // b₁
+      double u = x[h * d + k];                                                 // b₁
       for (Index j = 0; j < d; ++j) u += x[j * h + k] * mlp.features()(j, i);  // W₁ column-major h × d
       s[static_cast<std::size_t>(k)] = std::tanh(u);
     }
@@ -638,12 +637,11 @@ TEST_CASE("bad data and parameters are rejected with the field, the value and th
                        doctest::Contains("noise (shape) = 3 x 3"), lgm::DataError);
   CHECK_THROWS_WITH_AS(lgm::Quadratic::synthetic({.mu = 2.0, .L = 1.0}),
                        doctest::Contains("L = 1 (accepted: a finite number >= mu = 2)"), lgm::ConfigError);
-  CHECK_THROWS_WITH_AS(lgm::Quadratic::synthetic({.mu = 0.0}), doctest::Contains("mu = 0 (accepted: a finite number > 0)"),
-                       lgm::ConfigError);
+  CHECK_THROWS_WITH_AS(lgm::Quadratic::synthetic({.mu = 0.0}),
+                       doctest::Contains("mu = 0 (accepted: a finite number > 0)"), lgm::ConfigError);
   CHECK_THROWS_WITH_AS(lgm::Quadratic::synthetic({.d = 1, .mu = 0.5, .L = 1.0}), doctest::Contains("when d = 1"),
                        lgm::ConfigError);
-  CHECK_THROWS_WITH_AS(lgm::Quadratic::synthetic({.N = 1, .noise = 1.0}), doctest::Contains("N = 1"),
-                       lgm::ConfigError);
+  CHECK_THROWS_WITH_AS(lgm::Quadratic::synthetic({.N = 1, .noise = 1.0}), doctest::Contains("N = 1"), lgm::ConfigError);
   // d = 1 with μ = L, and N = 1 without noise, are fine
   CHECK(lgm::Quadratic::synthetic({.d = 1, .mu = 0.5, .L = 0.5}).smoothness() == 0.5);
   CHECK(lgm::Quadratic::synthetic({.N = 1, .noise = 0.0}).variance() == 0.0);

@@ -29,10 +29,10 @@ concept Objective = requires(const O& o, typename O::Workspace& ws, ConstVectorR
 
 /// An objective that gives Σ‖g_i‖², Σ⟨g_i,v⟩, Σ⟨g_i,v⟩² over a batch in closed form (reference §3.2).
 template <class O>
-concept HasClosedFormMoments =
-    Objective<O> && requires(const O& o, typename O::Workspace& ws, ConstVectorRef x, ConstVectorRef v, IndexSpan b) {
-      { o.sample_moments(x, b, v, ws) } -> std::same_as<SampleMoments>;
-    };
+concept HasClosedFormMoments = Objective<O> &&
+    requires(const O& o, typename O::Workspace& ws, ConstVectorRef x, ConstVectorRef v, IndexSpan b) {
+  { o.sample_moments(x, b, v, ws) } -> std::same_as<SampleMoments>;
+};
 
 /// Known constants (DESIGN §5: numbers the theory talks about come from the objective).
 template <class O>
@@ -52,18 +52,17 @@ concept HasKnownOptimum = requires(const O& o) {
 // ---------------------------------------------------------------- Local optimizer
 /// Optimizer state for all M_local workers at once: matrices d × M (one column a worker).
 template <class Opt>
-concept LocalOptimizer =
-    requires(const Opt& opt, typename Opt::State& s, Index dim, Index workers, Index m, VectorRef x, ConstVectorRef g,
-             double lr, void (*f)(MatrixRef)) {
-      typename Opt::State;
-      { opt.init(dim, workers) } -> std::same_as<typename Opt::State>;
-      /// one local step of worker m: x ← step(x, g, lr), updating column m of the state
-      opt.step(s, m, x, g, lr);
-      /// calls f(field) for every state field selected to be averaged at a sync (default: none)
-      opt.for_each_averaged_field(s, f);
-      { opt.averaged_field_count() } -> std::convertible_to<Index>;
-      opt.validate();
-    };
+concept LocalOptimizer = requires(const Opt& opt, typename Opt::State& s, Index dim, Index workers, Index m,
+                                  VectorRef x, ConstVectorRef g, double lr, void (*f)(MatrixRef)) {
+  typename Opt::State;
+  { opt.init(dim, workers) } -> std::same_as<typename Opt::State>;
+  /// one local step of worker m: x ← step(x, g, lr), updating column m of the state
+  opt.step(s, m, x, g, lr);
+  /// calls f(field) for every state field selected to be averaged at a sync (default: none)
+  opt.for_each_averaged_field(s, f);
+  { opt.averaged_field_count() } -> std::convertible_to<Index>;
+  opt.validate();
+};
 
 // ---------------------------------------------------------------- Outer optimizer
 /// What happens to the worker average at a sync (reference §2.4). `apply` receives the point of the
@@ -103,19 +102,19 @@ concept Sampler = requires(S& s, Index workers, Index num_samples, Index m, Inde
 /// Averages worker columns and reduces small statistic vectors across processes (DESIGN §2, §3).
 template <class C>
 concept Communicator = requires(C& c, MatrixRef X, ConstMatrixRef cX, VectorRef out, Index group, std::span<double> v) {
-  { c.size() } -> std::convertible_to<Index>;         ///< M, the number of workers in the run
-  { c.local_size() } -> std::convertible_to<Index>;   ///< workers held by this process
-  { c.first_worker() } -> std::convertible_to<Index>; ///< global index of this process's first worker
-  c.mean(cX, out);               ///< out = mean over all M workers of the columns
-  c.group_average(X, group);     ///< every column ← mean of its group of `group` consecutive workers
-  c.allreduce_sum(v);            ///< element-wise sum over processes (in-process: identity)
-  c.allreduce_max(v);            ///< element-wise max over processes (in-process: identity)
+  { c.size() } -> std::convertible_to<Index>;          ///< M, the number of workers in the run
+  { c.local_size() } -> std::convertible_to<Index>;    ///< workers held by this process
+  { c.first_worker() } -> std::convertible_to<Index>;  ///< global index of this process's first worker
+  c.mean(cX, out);                                     ///< out = mean over all M workers of the columns
+  c.group_average(X, group);  ///< every column ← mean of its group of `group` consecutive workers
+  c.allreduce_sum(v);         ///< element-wise sum over processes (in-process: identity)
+  c.allreduce_max(v);         ///< element-wise max over processes (in-process: identity)
 };
 
 // ---------------------------------------------------------------- Cost model
 template <class C>
-concept CostModel = requires(const C& c, double bytes, Index participants, Index worker, Index samples,
-                             SyncScope scope, Index group) {
+concept CostModel = requires(const C& c, double bytes, Index participants, Index worker, Index samples, SyncScope scope,
+                             Index group) {
   /// seconds for one all-reduce of `bytes` bytes among `participants` workers at `scope`
   { c.allreduce_seconds(bytes, participants, scope, group) } -> std::convertible_to<double>;
   /// bytes each worker sends in that all-reduce (the `bytes` metric)

@@ -13,17 +13,17 @@ template <Objective Obj, Communicator Comm>
 struct StepContext {
   const Obj& objective;
   Comm& comm;
-  ConstMatrixRef X;                                ///< points of the local workers (pre-update after a step,
-                                                   ///< the new shared point at a sync), d × M_local
-  ConstMatrixRef G;                                ///< the step's local minibatch gradients, d × M_local
-  std::span<const IndexSpan> batches;              ///< the step's batch of each local worker
-  std::span<typename Obj::Workspace> workspaces;   ///< one objective workspace per local worker
-  MatrixRef scratch;                               ///< d × (2 M_local + 2), free for the rule to overwrite
-  IndexSpan all_indices;                           ///< 0 … N−1, for the exact-variance (population) tests
-  Index step = 0;                                  ///< index k of the step just computed
-  bool sync_after = false;                         ///< a sync ends this step
-  SyncScope scope = SyncScope::global;             ///< scope of that sync
-  int threads = 1;                                 ///< OpenMP threads the rule may use
+  ConstMatrixRef X;                               ///< points of the local workers (pre-update after a step,
+                                                  ///< the new shared point at a sync), d × M_local
+  ConstMatrixRef G;                               ///< the step's local minibatch gradients, d × M_local
+  std::span<const IndexSpan> batches;             ///< the step's batch of each local worker
+  std::span<typename Obj::Workspace> workspaces;  ///< one objective workspace per local worker
+  MatrixRef scratch;                              ///< d × (2 M_local + 2), free for the rule to overwrite
+  IndexSpan all_indices;                          ///< 0 … N−1, for the exact-variance (population) tests
+  Index step = 0;                                 ///< index k of the step just computed
+  bool sync_after = false;                        ///< a sync ends this step
+  SyncScope scope = SyncScope::global;            ///< scope of that sync
+  int threads = 1;                                ///< OpenMP threads the rule may use
 };
 
 /// A batch-size rule (reference §3, §3.6). `after_gradients` runs after every step's local gradients and
@@ -31,9 +31,9 @@ struct StepContext {
 /// The templated members are checked by the driver's static_assert with the real context type.
 template <class R>
 concept BatchSizeRuleBase = requires(R& r, const R& cr, Index workers, Index total, Index m) {
-  r.reset(workers, total);                        ///< M_local workers of M in all
-  { cr.batch_size(m) } -> std::convertible_to<Index>;       ///< local batch size of worker m's next step
-  { cr.max_batch_size() } -> std::convertible_to<Index>;    ///< upper bound, for preallocated buffers
+  r.reset(workers, total);                                ///< M_local workers of M in all
+  { cr.batch_size(m) } -> std::convertible_to<Index>;     ///< local batch size of worker m's next step
+  { cr.max_batch_size() } -> std::convertible_to<Index>;  ///< upper bound, for preallocated buffers
   cr.validate();
 };
 

@@ -42,18 +42,18 @@ enum class SyncScope { global, group };
 
 /// What a synchronization rule decides at the start of a round (synchronization-rules.md §6).
 struct SyncPlan {
-  Index period = 1;                      ///< H of this round: local steps before the round's sync
-  SyncScope scope = SyncScope::global;   ///< who averages at the round's end
-  Index group_size = 0;                  ///< workers per group when scope == group
-  bool average_gradients = false;        ///< H = 1 as gradient all-reduce + one step (reference A9)
+  Index period = 1;                     ///< H of this round: local steps before the round's sync
+  SyncScope scope = SyncScope::global;  ///< who averages at the round's end
+  Index group_size = 0;                 ///< workers per group when scope == group
+  bool average_gradients = false;       ///< H = 1 as gradient all-reduce + one step (reference A9)
 };
 
 /// Facts a synchronization rule may use to choose the next period.
 struct RoundInfo {
-  Index round = 0;            ///< index of the round about to start (0-based, all levels counted)
-  Index start_step = 0;       ///< local-step index t_s of the round's first step
-  double lr_at_start = 0.0;   ///< learning rate of step t_s (reference A1)
-  Index remaining_steps = -1; ///< steps left in the budget, or -1 when the budget is in samples
+  Index round = 0;             ///< index of the round about to start (0-based, all levels counted)
+  Index start_step = 0;        ///< local-step index t_s of the round's first step
+  double lr_at_start = 0.0;    ///< learning rate of step t_s (reference A1)
+  Index remaining_steps = -1;  ///< steps left in the budget, or -1 when the budget is in samples
 };
 
 }  // namespace lgm

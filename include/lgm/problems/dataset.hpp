@@ -208,8 +208,7 @@ inline Vector log_spaced(Index n, double lo, double hi) {
     v[0] = hi;
     return v;
   }
-  for (Index j = 0; j < n; ++j)
-    v[j] = lo * std::pow(hi / lo, static_cast<double>(j) / static_cast<double>(n - 1));
+  for (Index j = 0; j < n; ++j) v[j] = lo * std::pow(hi / lo, static_cast<double>(j) / static_cast<double>(n - 1));
   v[0] = lo;  // exact ends, whatever pow rounds to
   v[n - 1] = hi;
   return v;
@@ -229,11 +228,11 @@ inline double softplus(double t) { return (t > 0.0 ? t : 0.0) + std::log1p(std::
 
 /// Options of the Gaussian-mixture classification generator.
 struct GaussianMixtureOptions {
-  Index N = 1000;                 ///< samples
-  Index d = 10;                   ///< features
-  Index classes = 3;              ///< C >= 2
-  Index clusters_per_class = 1;   ///< > 1 makes the classes not linearly separable (XOR-like)
-  double separation = 2.0;        ///< cluster means ~ N(0, separation²/d · I), so ‖mean‖ ≈ separation
+  Index N = 1000;                ///< samples
+  Index d = 10;                  ///< features
+  Index classes = 3;             ///< C >= 2
+  Index clusters_per_class = 1;  ///< > 1 makes the classes not linearly separable (XOR-like)
+  double separation = 2.0;       ///< cluster means ~ N(0, separation²/d · I), so ‖mean‖ ≈ separation
   std::uint64_t seed = 0;
 
   void validate() const {
@@ -249,8 +248,8 @@ struct GaussianMixtureOptions {
 inline ClassificationData make_gaussian_mixture(const GaussianMixtureOptions& opt) {
   opt.validate();
   detail::DataRng rng(opt.seed);
-  const Matrix means =
-      rng.normal_matrix(opt.d, opt.classes * opt.clusters_per_class) * (opt.separation / std::sqrt(static_cast<double>(opt.d)));
+  const Matrix means = rng.normal_matrix(opt.d, opt.classes * opt.clusters_per_class) *
+                       (opt.separation / std::sqrt(static_cast<double>(opt.d)));
   ClassificationData data{Matrix(opt.d, opt.N), std::vector<Index>(static_cast<std::size_t>(opt.N)), opt.classes};
   for (Index i = 0; i < opt.N; ++i) {
     const Index y = rng.below(opt.classes);
@@ -263,9 +262,9 @@ inline ClassificationData make_gaussian_mixture(const GaussianMixtureOptions& op
 
 /// Options of the binary logistic ("teacher") generator.
 struct BinaryTeacherOptions {
-  Index N = 1000;          ///< samples
-  Index d = 10;            ///< features
-  double signal = 2.0;     ///< ‖w_teacher‖: larger means cleaner labels
+  Index N = 1000;       ///< samples
+  Index d = 10;         ///< features
+  double signal = 2.0;  ///< ‖w_teacher‖: larger means cleaner labels
   std::uint64_t seed = 0;
 
   void validate() const {

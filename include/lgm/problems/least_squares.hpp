@@ -21,13 +21,13 @@ namespace lgm {
 /// the feature covariance is Q diag(s) Qᵀ; s has `rank` entries spread log-uniformly from cov_max/condition to
 /// cov_max and d − rank zeros. Targets y_i = a_iᵀw + noise·ε_i with w, ε_i standard normal.
 struct LeastSquaresOptions {
-  Index N = 1000;            ///< samples
-  Index d = 10;              ///< features
-  double cov_max = 1.0;      ///< largest eigenvalue of the feature covariance
-  double condition = 10.0;   ///< cov_max / smallest nonzero covariance eigenvalue, >= 1
-  Index rank = 0;            ///< nonzero covariance eigenvalues; 0 means d (full rank). rank < d gives μ = 0 at λ = 0
-  double noise = 0.1;        ///< standard deviation of the target noise
-  double lambda = 0.0;       ///< ridge parameter λ
+  Index N = 1000;           ///< samples
+  Index d = 10;             ///< features
+  double cov_max = 1.0;     ///< largest eigenvalue of the feature covariance
+  double condition = 10.0;  ///< cov_max / smallest nonzero covariance eigenvalue, >= 1
+  Index rank = 0;           ///< nonzero covariance eigenvalues; 0 means d (full rank). rank < d gives μ = 0 at λ = 0
+  double noise = 0.1;       ///< standard deviation of the target noise
+  double lambda = 0.0;      ///< ridge parameter λ
   std::uint64_t seed = 0;
 
   void validate() const {

@@ -23,11 +23,11 @@ namespace lgm {
 /// Options of Logistic::synthetic: a_i ~ N(0, I_d), y_i = +1 with probability σ(a_iᵀw), w uniform on the sphere
 /// of radius `signal` (make_binary_teacher).
 struct LogisticOptions {
-  Index N = 1000;                ///< samples
-  Index d = 10;                  ///< features
-  double lambda = 1e-2;          ///< L2 parameter λ >= 0
-  double signal = 2.0;           ///< ‖w_teacher‖: larger means cleaner labels
-  bool compute_optimum = true;   ///< solve for x* by Newton's method (only when λ > 0)
+  Index N = 1000;               ///< samples
+  Index d = 10;                 ///< features
+  double lambda = 1e-2;         ///< L2 parameter λ >= 0
+  double signal = 2.0;          ///< ‖w_teacher‖: larger means cleaner labels
+  bool compute_optimum = true;  ///< solve for x* by Newton's method (only when λ > 0)
   std::uint64_t seed = 0;
 
   void validate() const {

@@ -94,7 +94,7 @@ class Mlp {
   Index offset_b2() const noexcept { return offset_w2() + m_classes * m_hidden; }
 
   Workspace make_workspace() const {
-    return Workspace{Vector::Zero(m_hidden), Vector::Zero(m_hidden), Vector::Zero(m_hidden), Vector::Zero(m_hidden),
+    return Workspace{Vector::Zero(m_hidden),  Vector::Zero(m_hidden),  Vector::Zero(m_hidden), Vector::Zero(m_hidden),
                      Vector::Zero(m_classes), Vector::Zero(m_classes), Vector::Zero(m_classes)};
   }
 

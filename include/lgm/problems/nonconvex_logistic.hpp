@@ -19,10 +19,10 @@ namespace lgm {
 
 /// Options of NonconvexLogistic::synthetic (same data as LogisticOptions: make_binary_teacher).
 struct NonconvexLogisticOptions {
-  Index N = 1000;         ///< samples
-  Index d = 10;           ///< features
-  double lambda = 0.1;    ///< weight λ >= 0 of the nonconvex regularizer
-  double signal = 2.0;    ///< ‖w_teacher‖
+  Index N = 1000;       ///< samples
+  Index d = 10;         ///< features
+  double lambda = 0.1;  ///< weight λ >= 0 of the nonconvex regularizer
+  double signal = 2.0;  ///< ‖w_teacher‖
   std::uint64_t seed = 0;
 
   void validate() const {

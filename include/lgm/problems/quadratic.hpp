@@ -21,11 +21,11 @@ namespace lgm {
 /// Options of Quadratic::synthetic: A = Q diag(s) Qᵀ with s spread log-uniformly from μ to L (both included)
 /// and Q Haar-random; x* ~ N(0, I); ξ_i Gaussian, centered, then scaled so that σ² = noise² exactly.
 struct QuadraticOptions {
-  Index d = 10;             ///< dimension
-  double mu = 0.1;          ///< μ = λ_min(A) > 0
-  double L = 1.0;           ///< L = λ_max(A) >= μ
-  Index N = 100;            ///< samples (noise vectors)
-  double noise = 1.0;       ///< σ = √σ²: the root-mean-square norm of the centered ξ_i
+  Index d = 10;        ///< dimension
+  double mu = 0.1;     ///< μ = λ_min(A) > 0
+  double L = 1.0;      ///< L = λ_max(A) >= μ
+  Index N = 100;       ///< samples (noise vectors)
+  double noise = 1.0;  ///< σ = √σ²: the root-mean-square norm of the centered ξ_i
   std::uint64_t seed = 0;
 
   void validate() const {
@@ -72,13 +72,15 @@ class Quadratic {
                                "d = " + detail::to_text(d) + " entries (the hessian's size)");
     detail::check_finite(m_optimum, "optimum");
     if (m_noise.rows() != d || m_noise.cols() < 1)
-      throw detail::data_error("noise (shape)", detail::to_text(m_noise.rows()) + " x " + detail::to_text(m_noise.cols()),
+      throw detail::data_error("noise (shape)",
+                               detail::to_text(m_noise.rows()) + " x " + detail::to_text(m_noise.cols()),
                                "d x N with d = " + detail::to_text(d) + " rows and N >= 1 samples (columns)");
     detail::check_finite(m_noise, "noise", "finite numbers; row = coordinate, column = sample");
 
     const Eigen::SelfAdjointEigenSolver<Matrix> es(m_hessian, Eigen::EigenvaluesOnly);
     m_spectrum = es.eigenvalues();
-    const double tol = static_cast<double>(d) * std::numeric_limits<double>::epsilon() * m_spectrum.cwiseAbs().maxCoeff();
+    const double tol =
+        static_cast<double>(d) * std::numeric_limits<double>::epsilon() * m_spectrum.cwiseAbs().maxCoeff();
     if (m_spectrum[0] < -tol)
       throw detail::data_error("hessian (smallest eigenvalue)", detail::to_text(m_spectrum[0]),
                                "a positive semidefinite matrix (eigenvalues >= 0)");

@@ -43,11 +43,11 @@ inline double softmax_cross_entropy(const Vector& z, Index y, Vector& delta) {
 
 /// Options of Softmax::synthetic: a Gaussian mixture with one cluster per class (make_gaussian_mixture).
 struct SoftmaxOptions {
-  Index N = 1000;            ///< samples
-  Index d = 10;              ///< features
-  Index classes = 3;         ///< C >= 2
-  double lambda = 1e-3;      ///< L2 parameter λ >= 0
-  double separation = 2.0;   ///< ‖class mean‖ ≈ separation; features = mean + N(0, I)
+  Index N = 1000;           ///< samples
+  Index d = 10;             ///< features
+  Index classes = 3;        ///< C >= 2
+  double lambda = 1e-3;     ///< L2 parameter λ >= 0
+  double separation = 2.0;  ///< ‖class mean‖ ≈ separation; features = mean + N(0, I)
   std::uint64_t seed = 0;
 
   void validate() const {

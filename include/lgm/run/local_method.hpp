@@ -50,14 +50,14 @@ bool notify(Obs& obs, F&& call) {
   }
 }
 
-#define LGM_DETAIL_HOOK(name)                                                        \
-  template <class Obs>                                                               \
-  bool call_##name(Obs& obs, const RunState& s) {                                    \
-    if constexpr (requires { obs.name(s); }) {                                       \
-      return notify(obs, [&](auto& o) { return o.name(s); });                        \
-    } else {                                                                         \
-      return true;                                                                   \
-    }                                                                                \
+#define LGM_DETAIL_HOOK(name)                                 \
+  template <class Obs>                                        \
+  bool call_##name(Obs& obs, const RunState& s) {             \
+    if constexpr (requires { obs.name(s); }) {                \
+      return notify(obs, [&](auto& o) { return o.name(s); }); \
+    } else {                                                  \
+      return true;                                            \
+    }                                                         \
   }
 LGM_DETAIL_HOOK(on_step)
 LGM_DETAIL_HOOK(on_sync)
@@ -172,8 +172,8 @@ class LocalMethod {
 template <class Opt, class Sync, class Batch, class Schedule, class Samp, class Outer, class Cost>
 template <Communicator Comm, Objective Obj, class... Observers>
 RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(Comm& comm, const Obj& obj,
-                                                                             ConstVectorRef x0,
-                                                                             Observers&... observers) {
+                                                                               ConstVectorRef x0,
+                                                                               Observers&... observers) {
   using Ctx = StepContext<Obj, Comm>;
   static_assert(BatchSizeRuleFor<Batch, Ctx>,
                 "Batch must provide after_gradients(const StepContext&) and at_sync(const StepContext&)");
@@ -220,8 +220,7 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
     return RunState{metrics, round, plan.period, plan.scope, lr, batch_loss, X, x_sync, sizes, at_sync};
   };
   auto make_ctx = [&](Index step, bool sync_after) {
-    return Ctx{obj,   comm,       X,       G,          batches, workspaces, scratch, all_indices,
-               step,  sync_after, plan.scope, threads};
+    return Ctx{obj, comm, X, G, batches, workspaces, scratch, all_indices, step, sync_after, plan.scope, threads};
   };
   auto notify_all = [&](auto hook, const RunState& s) {
     (void)hook;  // unused when there are no observers
@@ -252,8 +251,8 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
       for (Index m = 0; m < M_local; ++m) step_samples += static_cast<double>(sizes[static_cast<size_t>(m)]);
       double totals[1] = {step_samples};
       comm.allreduce_sum(std::span<double>(totals, 1));
-      const bool budget_hit = m_run.max_samples > 0 && metrics.samples + static_cast<Index>(totals[0]) >=
-                                                           m_run.max_samples;
+      const bool budget_hit =
+          m_run.max_samples > 0 && metrics.samples + static_cast<Index>(totals[0]) >= m_run.max_samples;
       const bool sync_after = h + 1 == H || budget_hit;
 
       // ---- local gradients (reference §3.6: g^m at the pre-update point x^m)
