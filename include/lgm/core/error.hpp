@@ -10,26 +10,30 @@
 
 namespace lgm {
 
+namespace detail {
+/// "invalid NAME = VALUE (accepted: RANGE)": the one shape of every input error message.
+inline std::string invalid_message(std::string_view name, std::string_view value, std::string_view accepted) {
+  std::string s = "invalid ";
+  s += name;
+  s += " = ";
+  s += value;
+  s += " (accepted: ";
+  s += accepted;
+  s += ")";
+  return s;
+}
+}  // namespace detail
+
 /// Thrown before a run starts when a parameter or input is out of its accepted range.
 class ConfigError : public std::invalid_argument {
  public:
   ConfigError(std::string_view name, std::string_view value, std::string_view accepted)
-      : std::invalid_argument(make_message(name, value, accepted)), m_name(name) {}
+      : std::invalid_argument(detail::invalid_message(name, value, accepted)), m_name(name) {}
 
   /// The parameter that was rejected, e.g. "lr" or "sync.H".
   const std::string& parameter() const noexcept { return m_name; }
 
  private:
-  static std::string make_message(std::string_view name, std::string_view value, std::string_view accepted) {
-    std::string s = "invalid ";
-    s += name;
-    s += " = ";
-    s += value;
-    s += " (accepted: ";
-    s += accepted;
-    s += ")";
-    return s;
-  }
   std::string m_name;
 };
 

@@ -43,14 +43,7 @@ namespace detail {
 
 /// Builds the DataError message in the same shape as ConfigError's: "invalid NAME = VALUE (accepted: ...)".
 inline DataError data_error(std::string_view name, std::string_view value, std::string_view accepted) {
-  std::string s = "invalid ";
-  s += name;
-  s += " = ";
-  s += value;
-  s += " (accepted: ";
-  s += accepted;
-  s += ")";
-  return DataError(s);
+  return DataError(invalid_message(name, value, accepted));
 }
 
 /// Rejects a matrix with a non-finite entry, naming the entry by row and column.
