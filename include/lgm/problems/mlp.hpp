@@ -175,18 +175,39 @@ class Mlp {
     return s;
   }
 
+  /// The predicted class of features `a` (size d): argmax_c z_c of the forward pass, the lowest c on ties.
+  /// Leaves u, s and z in the workspace.
+  Index predict(ConstVectorRef x, ConstVectorRef a, Workspace& ws) const {
+    assert(x.size() == dim() && a.size() == num_features());
+    compute_logits(x, a, ws);
+    Index top = 0;
+    ws.logits.maxCoeff(&top);
+    return top;
+  }
+
+  /// Fraction of the columns of `features` (d × n, e.g. a test set) whose predicted class is their label.
+  /// Throws ConfigError when x.size() != dim(), DataError for a feature count other than d, no samples, or labels
+  /// of the wrong count or outside [0, C − 1].
+  double accuracy(ConstVectorRef x, const Matrix& features, const std::vector<Index>& labels) const {
+    return detail::classification_accuracy(*this, x, features, labels);
+  }
+
  private:
   /// u, s, z and δ₂ of sample i into the workspace; returns the cross-entropy (without the regularizer).
   double forward(ConstVectorRef x, Index i, Workspace& ws) const {
-    const Index d = num_features();
-    const Eigen::Map<const Matrix> w1(x.data() + offset_w1(), m_hidden, d);
+    compute_logits(x, m_features.col(i), ws);
+    return detail::softmax_cross_entropy(ws.logits, m_labels[static_cast<std::size_t>(i)], ws.delta_out);
+  }
+
+  /// u, s and z of features a into the workspace.
+  void compute_logits(ConstVectorRef x, ConstVectorRef a, Workspace& ws) const {
+    const Eigen::Map<const Matrix> w1(x.data() + offset_w1(), m_hidden, num_features());
     const Eigen::Map<const Matrix> w2(x.data() + offset_w2(), m_classes, m_hidden);
-    ws.pre.noalias() = w1 * m_features.col(i);
+    ws.pre.noalias() = w1 * a;
     ws.pre += x.segment(offset_b1(), m_hidden);
     ws.act = ws.pre.array().tanh().matrix();
     ws.logits.noalias() = w2 * ws.act;
     ws.logits += x.segment(offset_b2(), m_classes);
-    return detail::softmax_cross_entropy(ws.logits, m_labels[static_cast<std::size_t>(i)], ws.delta_out);
   }
 
   /// δ₁ = (W₂ᵀδ₂) ⊙ (1 − s²), after forward().

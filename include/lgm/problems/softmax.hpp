@@ -39,6 +39,24 @@ inline double softmax_cross_entropy(const Vector& z, Index y, Vector& delta) {
   return (m - z[y]) + log1p_rest;
 }
 
+/// Fraction of the samples (columns of `features`) whose predicted class, model.predict(x, a_i, ws), is their label;
+/// checks x against model.dim(), the features against model.num_features() and the labels against model.classes().
+template <class Model>
+double classification_accuracy(const Model& model, ConstVectorRef x, const Matrix& features,
+                               const std::vector<Index>& labels) {
+  require(x.size() == model.dim(), "x (size)", x.size(), "the model's dim() = " + to_text(model.dim()));
+  if (features.rows() != model.num_features())
+    throw data_error("features (rows)", to_text(features.rows()),
+                     "the model's number of features d = " + to_text(model.num_features()));
+  if (features.cols() < 1) throw data_error("features (columns)", "0", "at least 1 sample");
+  check_class_labels(labels, model.classes(), features.cols());
+  auto ws = model.make_workspace();
+  Index correct = 0;
+  for (Index i = 0; i < features.cols(); ++i)
+    if (model.predict(x, features.col(i), ws) == labels[static_cast<std::size_t>(i)]) ++correct;
+  return static_cast<double>(correct) / static_cast<double>(features.cols());
+}
+
 }  // namespace detail
 
 /// Options of Softmax::synthetic: a Gaussian mixture with one cluster per class (make_gaussian_mixture).
@@ -153,6 +171,23 @@ class Softmax {
   double smoothness_bound() const noexcept { return m_smoothness_bound; }
   /// μ = λ (exact).
   double strong_convexity() const noexcept { return m_lambda; }
+
+  /// The predicted class of features `a` (size d): argmax_c (Wa)_c, the lowest c on ties. Leaves Wa in ws.logits.
+  Index predict(ConstVectorRef x, ConstVectorRef a, Workspace& ws) const {
+    assert(x.size() == dim() && a.size() == num_features());
+    const Eigen::Map<const Matrix> wt(x.data(), num_features(), m_classes);  // Wᵀ
+    ws.logits.noalias() = wt.transpose() * a;
+    Index top = 0;
+    ws.logits.maxCoeff(&top);
+    return top;
+  }
+
+  /// Fraction of the columns of `features` (d × n, e.g. a test set) whose predicted class is their label.
+  /// Throws ConfigError when x.size() != dim(), DataError for a feature count other than d, no samples, or labels
+  /// of the wrong count or outside [0, C − 1].
+  double accuracy(ConstVectorRef x, const Matrix& features, const std::vector<Index>& labels) const {
+    return detail::classification_accuracy(*this, x, features, labels);
+  }
 
  private:
   /// Logits and δ of sample i into the workspace; returns the cross-entropy (without the regularizer).

@@ -65,6 +65,15 @@ LGM_DETAIL_HOOK(on_batch_change)
 LGM_DETAIL_HOOK(on_end)
 #undef LGM_DETAIL_HOOK
 
+/// True for outer optimizers that declare themselves plain averaging (the driver then copies the mean).
+template <class Outer>
+constexpr bool is_plain_average() {
+  if constexpr (requires { Outer::is_plain_average; })
+    return Outer::is_plain_average;
+  else
+    return false;
+}
+
 template <class Rule>
 Index sync_payload_elements(const Rule& rule, Index d) {
   if constexpr (requires { rule.sync_payload_elements(d); }) {
@@ -319,7 +328,7 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
       // parameters and states are already identical: the gradient all-reduce was the communication
     } else if (plan.scope == SyncScope::global) {
       comm.mean(X, mean);
-      if constexpr (requires { Outer::is_plain_average; } && Outer::is_plain_average) {
+      if constexpr (detail::is_plain_average<Outer>()) {
         x_sync = mean;
       } else {
         m_outer.apply(x_sync, mean);

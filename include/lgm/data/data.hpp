@@ -1,0 +1,8 @@
+// Data readers: IDX (MNIST format, gzip via zlib: link with -lz), Fashion-MNIST, LIBSVM text, and the binary
+// accuracy metric. Not part of lgm/lgm.hpp, so that programs without data files need no zlib.
+#pragma once
+
+#include "lgm/data/fashion_mnist.hpp"
+#include "lgm/data/idx.hpp"
+#include "lgm/data/libsvm.hpp"
+#include "lgm/data/metrics.hpp"

@@ -1,0 +1,888 @@
+// Configuration of lgm-sim: schema, TOML parsing, variants, overrides and grids (see config.hpp).
+#include "config.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <system_error>
+#include <utility>
+
+// toml++ is used header-only here (its default; this is the only translation unit that includes it), so no
+// library has to be linked. Builds that pass pkg-config's -DTOML_HEADER_ONLY=0 must link -ltomlplusplus.
+#include <toml++/toml.h>
+
+namespace lgm::sim {
+
+namespace detail {
+
+// ---------------------------------------------------------------------------------------------------------
+// Text helpers.
+
+/// Shortest text that reads back as the same double ("0.1", "1e-07", "3").
+std::string shortest(double v) {
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, res.ptr);
+}
+
+/// A double as a TOML float: the shortest round-trip text, with ".0" where it would otherwise read as an integer.
+std::string toml_float(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  std::string s = shortest(v);
+  if (s.find_first_of(".eE") == std::string::npos) s += ".0";
+  return s;
+}
+
+/// A TOML basic string, with quotes, escaping what TOML requires.
+std::string toml_string(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (ch) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04X", static_cast<unsigned>(c));
+          out += buf;
+        } else {
+          out += ch;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string_view trim(std::string_view s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  const auto e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+std::string join(const std::vector<std::string>& items, std::string_view sep) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += sep;
+    out += items[i];
+  }
+  return out;
+}
+
+/// Integer bounds as people write them: 10^9 and 2^30 rather than their digits.
+std::string pretty_integer(double v) {
+  const auto i = static_cast<Index>(v);
+  for (int k = 6; k <= 18; ++k) {
+    Index p = 1;
+    for (int j = 0; j < k; ++j) p *= 10;
+    if (i == p) return "10^" + std::to_string(k);
+  }
+  for (int k = 20; k <= 62; ++k) {
+    if (i == (Index{1} << k)) return "2^" + std::to_string(k);
+  }
+  return std::to_string(i);
+}
+
+/// A TOML node as the user wrote it (for error messages).
+std::string render_node(const toml::node& n) {
+  if (auto p = n.as_string()) return toml_string(p->get());
+  if (auto p = n.as_integer()) return std::to_string(p->get());
+  if (auto p = n.as_floating_point()) return shortest(p->get());
+  if (auto p = n.as_boolean()) return p->get() ? "true" : "false";
+  if (auto p = n.as_array()) {
+    std::vector<std::string> items;
+    for (const toml::node& e : *p) items.push_back(render_node(e));
+    return "[" + join(items, ", ") + "]";
+  }
+  if (auto p = n.as_table()) {
+    std::vector<std::string> items;
+    for (auto&& [k, v] : *p) items.push_back(std::string(k.str()) + " = " + render_node(v));
+    return items.empty() ? "{}" : "{ " + join(items, ", ") + " }";
+  }
+  std::ostringstream os;  // dates and times
+  n.visit([&](auto&& x) { os << x; });
+  return os.str();
+}
+
+/// A value as TOML (`as_toml`) or as plain text for names and messages (strings unquoted, doubles shortest).
+std::string render_value(const ConfigValue& v, bool as_toml) {
+  struct Visitor {
+    bool as_toml;
+    std::string operator()(Index i) const { return std::to_string(i); }
+    std::string operator()(double d) const { return as_toml ? toml_float(d) : shortest(d); }
+    std::string operator()(const std::string& s) const { return as_toml ? toml_string(s) : s; }
+    std::string operator()(bool b) const { return b ? "true" : "false"; }
+    std::string operator()(const std::vector<double>& xs) const {
+      std::vector<std::string> items;
+      for (double x : xs) items.push_back((*this)(x));
+      return "[" + join(items, ", ") + "]";
+    }
+  };
+  return std::visit(Visitor{as_toml}, v);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The schema.
+
+struct Schema {
+  std::vector<KeySpec> specs;
+  std::vector<ConfigValue> defaults;  // aligned with specs
+  std::vector<std::string> sections;
+  std::map<std::string, std::size_t, std::less<>> index;
+
+  std::string range_text(const KeySpec& s, std::string_view what) const {
+    const bool integer = s.type == KeyType::integer;
+    auto bound = [&](double b) { return integer ? pretty_integer(b) : shortest(b); };
+    std::string out(what);
+    if (s.min && s.max) {
+      out += std::string(" in ") + (s.min_open ? "(" : "[") + bound(*s.min) + ", " + bound(*s.max) +
+             (s.max_open ? ")" : "]");
+    } else if (s.min) {
+      out += (s.min_open ? " > " : " >= ") + bound(*s.min);
+    } else if (s.max) {
+      out += (s.max_open ? " < " : " <= ") + bound(*s.max);
+    }
+    return out;
+  }
+
+  void add(KeySpec spec, ConfigValue def) {
+    if (spec.accepted.empty()) {
+      switch (spec.type) {
+        case KeyType::integer:
+          spec.accepted = range_text(spec, "an integer");
+          break;
+        case KeyType::number:
+          spec.accepted = range_text(spec, "a number");
+          break;
+        case KeyType::text:
+          spec.accepted = spec.choices.empty() ? "a string" : "one of " + join(spec.choices, ", ");
+          break;
+        case KeyType::boolean:
+          spec.accepted = "true or false";
+          break;
+        case KeyType::numbers:
+          spec.accepted = range_text(spec, "an array of numbers, each");
+          break;
+      }
+    }
+    spec.default_text = render_value(def, true);
+    const std::string section(spec.section());
+    if (std::find(sections.begin(), sections.end(), section) == sections.end()) sections.push_back(section);
+    index.emplace(spec.key, specs.size());
+    specs.push_back(std::move(spec));
+    defaults.push_back(std::move(def));
+  }
+
+  using Bound = std::optional<double>;
+  void integer(std::string key, Index def, Bound min, Bound max, std::string doc) {
+    add(KeySpec{std::move(key), KeyType::integer, "", "", std::move(doc), min, max, false, false, {}}, def);
+  }
+  void number(std::string key, double def, Bound min, bool min_open, Bound max, bool max_open, std::string doc) {
+    add(KeySpec{std::move(key), KeyType::number, "", "", std::move(doc), min, max, min_open, max_open, {}}, def);
+  }
+  void choice(std::string key, std::string def, std::vector<std::string> choices, std::string doc) {
+    add(KeySpec{std::move(key), KeyType::text, "", "", std::move(doc), {}, {}, false, false, std::move(choices)},
+        std::move(def));
+  }
+  void text(std::string key, std::string def, std::string accepted, std::string doc) {
+    add(KeySpec{std::move(key), KeyType::text, "", std::move(accepted), std::move(doc), {}, {}, false, false, {}},
+        std::move(def));
+  }
+  void boolean(std::string key, bool def, std::string doc) {
+    add(KeySpec{std::move(key), KeyType::boolean, "", "", std::move(doc), {}, {}, false, false, {}}, def);
+  }
+  void numbers(std::string key, std::vector<double> def, Bound min, std::string accepted, std::string doc) {
+    add(KeySpec{std::move(key), KeyType::numbers, "", std::move(accepted), std::move(doc), min, {}, false, false, {}},
+        std::move(def));
+  }
+
+  Schema() {
+    constexpr Bound none;
+    constexpr double e9 = 1e9;
+    constexpr double p30 = 1073741824.0;  // 2^30
+    const bool closed = false, open = true;
+
+    integer("run.seed", 1, 0, none, "seeds the sampler");
+    integer("run.workers", 8, 1, 4096, "number of workers M");
+    integer("run.threads", 0, 0, 1024, "OpenMP threads over workers (0 = all cores; results never depend on it)");
+    integer("run.max_samples", 0, 0, none, "budget in samples processed by all workers (0 = none)");
+    integer("run.max_steps", 0, 0, none, "budget in local steps (0 = none)");
+    integer("run.eval_points", 40, 1, 100000,
+            "rounds (evenly spaced by samples) at which full loss, gradient norm and test metrics are evaluated, "
+            "plus the last");
+    boolean("run.eval_every_round", false, "evaluate at every round instead of eval_points rounds");
+
+    choice("problem.type", "logistic",
+           {"quadratic", "least_squares", "logistic", "nonconvex_logistic", "softmax", "mlp"}, "objective");
+    choice("problem.data", "synthetic", {"synthetic", "fashion_mnist", "libsvm"}, "where the samples come from");
+    text("problem.path", "", "a path (\"\" = default)",
+         "dataset directory for fashion_mnist (\"\" = /usr/share/datasets/fashion-mnist); training file for libsvm");
+    text("problem.test_path", "", "a path (\"\" = none)", "libsvm test file (optional)");
+    integer("problem.train_limit", 0, 0, none, "use the first n training samples (0 = all)");
+    integer("problem.test_limit", 0, 0, none, "use the first n test samples (0 = all)");
+    boolean("problem.bias", false, "append a constant-1 feature to real data");
+    integer("problem.N", 10000, 1, e9, "number of synthetic samples");
+    integer("problem.d", 50, 1, 1e7, "dimension of synthetic features");
+    integer("problem.classes", 10, 2, 10000, "number of classes (softmax, mlp on synthetic data)");
+    integer("problem.hidden", 32, 1, 1e6, "hidden units of the mlp");
+    number("problem.lambda", 1e-4, 0, closed, none, closed, "L2 regularizer weight");
+    number("problem.mu", 0.1, 0, open, none, closed, "strong convexity of the quadratic");
+    number("problem.L", 1.0, 0, open, none, closed, "smoothness of the quadratic (must be >= problem.mu)");
+    number("problem.condition", 100, 1, closed, none, closed, "condition number of the least-squares design");
+    integer("problem.rank", 0, 0, none, "rank of the least-squares design (0 = full)");
+    number("problem.noise", 0.1, 0, closed, none, closed, "label / target noise of synthetic data");
+    number("problem.signal", 2.0, 0, open, none, closed, "norm of the synthetic ground-truth parameter");
+    number("problem.separation", 2.0, 0, open, none, closed, "distance between synthetic class means");
+    integer("problem.seed", 0, 0, none, "seed of the synthetic data");
+
+    choice("optimizer.type", "sgd", {"sgd", "heavy_ball", "nesterov", "adamw"}, "local optimizer");
+    number("optimizer.lr", 0.1, 0, open, none, closed, "peak learning rate");
+    number("optimizer.momentum", 0.9, 0, closed, 1, open, "momentum (heavy_ball, nesterov)");
+    number("optimizer.weight_decay", 0, 0, closed, none, closed, "decoupled weight decay");
+    number("optimizer.beta1", 0.9, 0, closed, 1, open, "AdamW first-moment decay");
+    number("optimizer.beta2", 0.999, 0, closed, 1, open, "AdamW second-moment decay");
+    number("optimizer.eps", 1e-8, 0, open, none, closed, "AdamW denominator offset");
+    boolean("optimizer.average_state", false, "average the optimizer state at syncs");
+
+    choice("schedule.type", "constant", {"constant", "warmup_cosine", "warmup_linear", "step_decay"},
+           "learning-rate schedule");
+    number("schedule.warmup", 0, 0, closed, 1, closed, "linear warm-up, fraction of the budget");
+    number("schedule.min_lr", 0, 0, closed, none, closed, "final learning rate of cosine / linear decay");
+    number("schedule.decay_factor", 0.1, 0, open, 1, closed, "step_decay: factor per decay");
+    number("schedule.decay_every", 0.3, 0, open, 1, closed, "step_decay: period, fraction of the budget");
+    choice("schedule.axis", "steps", {"steps", "samples"}, "what the schedule's progress is measured in");
+
+    choice("sync.type", "constant", {"constant", "every_step", "post_local", "qsr", "linear", "hierarchical"},
+           "synchronization rule");
+    integer("sync.H", 8, 1, e9,
+            "period; H_base for qsr/linear; H after the switch for post_local; intra-group period for hierarchical");
+    number("sync.switch_at", 0.25, 0, closed, 1, closed,
+           "post_local: fraction of the budget before switching to local steps");
+    number("sync.alpha", 0.2, 0, closed, none, closed, "qsr/linear growth coefficient");
+    number("sync.warmup", 0, 0, closed, 1, closed, "qsr/linear warm-up, fraction of the budget");
+    integer("sync.global_every", 4, 1, 1e6, "hierarchical: global sync every this many group syncs");
+    integer("sync.group_size", 2, 1, 4096, "hierarchical: workers per group (divides run.workers)");
+
+    choice("batch.type", "constant", {"constant", "norm", "inner_product", "augmented_inner_product"},
+           "batch-size rule");
+    integer("batch.b", 32, 1, p30, "constant local batch size; initial size of adaptive rules");
+    integer("batch.b_min", 2, 2, p30, "smallest local batch size of adaptive rules");
+    integer("batch.b_max", 4096, 2, p30, "largest local batch size of adaptive rules");
+    number("batch.eta", 0.5, 0, open, none, closed, "norm test threshold");
+    number("batch.theta", 0.5, 0, open, none, closed, "inner-product test threshold");
+    number("batch.nu", 1.0, 0, open, none, closed, "orthogonality test threshold (augmented inner product)");
+    choice("batch.scope", "local", {"local", "global"}, "test per worker or pooled at syncs");
+    choice("batch.variance", "approximate", {"approximate", "exact"}, "sample variance or the exact population one");
+    choice("batch.estimator", "per_sample", {"per_sample", "micro_batch_means", "cross_worker"}, "variance estimator");
+    integer("batch.micro_batches", 4, 2, p30, "micro_batch_means: number of micro-batches");
+    choice("batch.when", "every_step", {"every_step", "sync_steps"}, "at which steps the test runs");
+    integer("batch.test_interval", 1, 1, e9, "run the test every this many eligible steps");
+    choice("batch.harmonize", "max", {"none", "max", "mean"}, "how workers' sizes are made equal at syncs");
+    choice("batch.apply_at", "next_round", {"next_round", "next_step"}, "when a new size takes effect");
+    boolean("batch.eta_is_global_target", false, "eta is the target of the pooled (global) gradient");
+
+    choice("sampler.type", "iid", {"iid", "shuffled", "sharded", "dirichlet"}, "which samples each worker draws");
+    number("sampler.concentration", 0.5, 0, open, none, closed, "dirichlet: label-skew concentration");
+
+    choice("outer.type", "average", {"average", "sgd", "nesterov"}, "what happens to the average at a sync");
+    number("outer.lr", 0.7, 0, open, none, closed, "outer learning rate (sgd, nesterov)");
+    number("outer.momentum", 0.9, 0, closed, 1, open, "outer momentum (nesterov)");
+
+    choice("network.preset", "10g", {"10g", "100g", "nvlink", "custom"}, "network cost model");
+    number("network.latency_s", 25e-6, 0, closed, none, closed, "custom: latency per message, seconds");
+    number("network.bandwidth_gbps", 10, 0, open, none, closed, "custom: bandwidth, Gb/s");
+    number("network.element_bytes", 4, 0, open, none, closed, "bytes per communicated number");
+
+    number("compute.seconds_per_sample", 1e-6, 0, closed, none, closed, "simulated compute time per sample");
+    number("compute.seconds_per_step", 0, 0, closed, none, closed, "simulated fixed compute time per step");
+    boolean("compute.measure", false,
+            "measure seconds_per_sample once on this machine; the measured value is written into the resolved config");
+    integer("compute.stragglers", 0, 0, none, "number of slow workers (the last ones)");
+    number("compute.straggler_factor", 2.0, 1, closed, none, closed, "slowdown of each straggler");
+    numbers("compute.slowdown", {}, 1, "[] or run.workers numbers, each >= 1",
+            "explicit per-worker slowdown factors; overrides stragglers");
+  }
+};
+
+const Schema& the_schema() {
+  static const Schema s;
+  return s;
+}
+
+/// Position of `key` in the schema, or npos.
+std::size_t position(std::string_view key) {
+  const auto& idx = the_schema().index;
+  auto it = idx.find(key);
+  return it == idx.end() ? std::string::npos : it->second;
+}
+
+std::vector<std::string> keys_of(std::string_view section) {
+  std::vector<std::string> out;
+  for (const auto& s : the_schema().specs)
+    if (s.section() == section) out.emplace_back(s.name());
+  return out;
+}
+
+bool is_section(std::string_view name) {
+  const auto& secs = the_schema().sections;
+  return std::find(secs.begin(), secs.end(), name) != secs.end();
+}
+
+std::string sections_text() { return join(the_schema().sections, ", "); }
+
+/// The error for a key that is not in the schema (`where` qualifies the name, e.g. a variant).
+[[noreturn]] void throw_unknown_key(std::string_view key, std::string_view value, std::string_view where) {
+  const auto dot = key.find('.');
+  const std::string_view section = key.substr(0, dot);
+  if (dot != std::string_view::npos && is_section(section))
+    throw ConfigError(std::string(key) + std::string(where), value,
+                      "a key of [" + std::string(section) + "]: " + join(keys_of(section), ", "));
+  throw ConfigError(std::string(key) + std::string(where), value, "a key of a section: " + sections_text());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Values: conversion from TOML and range checks.
+
+bool in_range(const KeySpec& s, double v) {
+  if (!std::isfinite(v)) return false;
+  if (s.min && (s.min_open ? !(v > *s.min) : !(v >= *s.min))) return false;
+  if (s.max && (s.max_open ? !(v < *s.max) : !(v <= *s.max))) return false;
+  return true;
+}
+
+bool value_ok(const KeySpec& s, const ConfigValue& v) {
+  switch (s.type) {
+    case KeyType::integer:
+      return in_range(s, static_cast<double>(std::get<Index>(v)));
+    case KeyType::number:
+      return in_range(s, std::get<double>(v));
+    case KeyType::text: {
+      const auto& t = std::get<std::string>(v);
+      return s.choices.empty() || std::find(s.choices.begin(), s.choices.end(), t) != s.choices.end();
+    }
+    case KeyType::boolean:
+      return true;
+    case KeyType::numbers: {
+      const auto& xs = std::get<std::vector<double>>(v);
+      return std::all_of(xs.begin(), xs.end(), [&](double x) { return in_range(s, x); });
+    }
+  }
+  return false;
+}
+
+/// A number node as a double; nullopt when it is not a number.
+std::optional<double> as_number(const toml::node& n) {
+  if (auto p = n.as_integer()) return static_cast<double>(p->get());
+  if (auto p = n.as_floating_point()) return p->get();
+  return std::nullopt;
+}
+
+/// Converts `n` to a value of key `s` and checks its range; errors name `err_name`.
+ConfigValue convert(const KeySpec& s, const toml::node& n, std::string_view err_name) {
+  auto fail = [&]() -> ConfigError { return ConfigError(err_name, render_node(n), s.accepted); };
+  ConfigValue v;
+  switch (s.type) {
+    case KeyType::integer:
+      if (auto p = n.as_integer()) {
+        v = static_cast<Index>(p->get());
+      } else if (auto f = n.as_floating_point()) {
+        // 1e5 is a fine way to write an integer; 2.5 is not.
+        const double d = f->get();
+        if (!std::isfinite(d) || d != std::floor(d) || std::abs(d) >= 9.2e18) throw fail();
+        v = static_cast<Index>(d);
+      } else {
+        throw fail();
+      }
+      break;
+    case KeyType::number:
+      if (auto d = as_number(n))
+        v = *d;
+      else
+        throw fail();
+      break;
+    case KeyType::text:
+      if (auto p = n.as_string())
+        v = p->get();
+      else
+        throw fail();
+      break;
+    case KeyType::boolean:
+      if (auto p = n.as_boolean())
+        v = p->get();
+      else
+        throw fail();
+      break;
+    case KeyType::numbers: {
+      auto arr = n.as_array();
+      if (!arr) throw fail();
+      std::vector<double> xs;
+      for (const toml::node& e : *arr) {
+        auto d = as_number(e);
+        if (!d) throw fail();
+        xs.push_back(*d);
+      }
+      v = std::move(xs);
+      break;
+    }
+  }
+  if (!value_ok(s, v)) throw fail();
+  return v;
+}
+
+/// Converts the text of a command-line value: TOML syntax, or a bare string ("adamw" == "\"adamw\"").
+ConfigValue convert_text(const KeySpec& s, std::string_view raw, std::string_view err_name) {
+  std::optional<toml::table> doc;
+  try {
+    doc = toml::parse("v = " + std::string(raw) + "\n", std::string_view("override"));
+  } catch (const toml::parse_error&) {
+    doc.reset();
+  }
+  const toml::node* node = nullptr;
+  if (doc && doc->size() == 1) node = doc->get("v");
+  // Not a single TOML value, or a non-string for a text key (problem.path=2024): take the text as it is.
+  if (!node || (s.type == KeyType::text && !node->is_string())) {
+    const toml::value<std::string> bare{std::string(raw)};
+    return convert(s, bare, err_name);
+  }
+  return convert(s, *node, err_name);
+}
+
+/// Splits "key=value" (an override or a grid entry) into trimmed key and value.
+std::pair<std::string, std::string> split_assignment(std::string_view text, std::string_view what,
+                                                     std::string_view example) {
+  const auto eq = text.find('=');
+  if (eq == std::string_view::npos || trim(text.substr(0, eq)).empty())
+    throw ConfigError(what, toml_string(text), "key=value, e.g. " + std::string(example));
+  return {std::string(trim(text.substr(0, eq))), std::string(trim(text.substr(eq + 1)))};
+}
+
+/// Splits "a,b,[1,2],"x,y"" at the commas outside brackets, braces and quotes.
+std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> out;
+  int depth = 0;
+  char quote = 0;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quote) {
+      if (c == '\\' && quote == '"')
+        ++i;
+      else if (c == quote)
+        quote = 0;
+    } else if (c == '"' || c == '\'') {
+      quote = c;
+    } else if (c == '[' || c == '{') {
+      ++depth;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    } else if (c == ',' && depth == 0) {
+      out.emplace_back(trim(text.substr(start, i - start)));
+      start = i + 1;
+    }
+  }
+  out.emplace_back(trim(text.substr(start)));
+  return out;
+}
+
+struct Assignment {
+  std::size_t pos;
+  ConfigValue value;
+};
+
+/// A command-line "key=value", checked.
+Assignment parse_override(std::string_view text) {
+  auto [key, raw] = split_assignment(text, "override", "optimizer.lr=0.05");
+  const auto pos = position(key);
+  if (pos == std::string::npos) throw_unknown_key(key, raw, "");
+  return {pos, convert_text(the_schema().specs[pos], raw, key)};
+}
+
+std::string variant_where(std::string_view name) { return " (variant " + toml_string(name) + ")"; }
+
+}  // namespace detail
+
+// -------------------------------------------------------------------------------------------------------------
+// Schema access.
+
+std::string_view type_name(KeyType type) {
+  switch (type) {
+    case KeyType::integer:
+      return "integer";
+    case KeyType::number:
+      return "number";
+    case KeyType::text:
+      return "string";
+    case KeyType::boolean:
+      return "boolean";
+    case KeyType::numbers:
+      return "array of numbers";
+  }
+  return "?";
+}
+
+const std::vector<KeySpec>& schema() { return detail::the_schema().specs; }
+
+const std::vector<std::string>& schema_sections() { return detail::the_schema().sections; }
+
+const KeySpec* find_key(std::string_view key) {
+  const auto pos = detail::position(key);
+  return pos == std::string::npos ? nullptr : &schema()[pos];
+}
+
+std::string schema_listing() {
+  constexpr std::size_t accepted_cap = 40;  // longer range texts overflow their column rather than widen it
+  std::size_t wk = 0, wt = 0, wd = 0, wa = 0;
+  for (const auto& s : schema()) {
+    wk = std::max(wk, s.name().size());
+    wt = std::max(wt, type_name(s.type).size());
+    wd = std::max(wd, s.default_text.size());
+    if (s.accepted.size() <= accepted_cap) wa = std::max(wa, s.accepted.size());
+  }
+  auto pad = [](std::string_view s, std::size_t w) {
+    std::string out(s);
+    out.append(w > s.size() ? w - s.size() : 0, ' ');
+    return out;
+  };
+  std::string out;
+  for (const auto& section : schema_sections()) {
+    if (!out.empty()) out += "\n";
+    out += "[" + section + "]\n";
+    for (const auto& s : schema()) {
+      if (s.section() != section) continue;
+      out += "  " + pad(s.name(), wk) + "  " + pad(type_name(s.type), wt) + "  " + pad(s.default_text, wd) + "  " +
+             pad(s.accepted, wa) + "  " + s.doc + "\n";
+    }
+  }
+  return out;
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// RunConfig.
+
+RunConfig::RunConfig() : m_values(detail::the_schema().defaults) {}
+
+namespace {
+
+std::size_t checked_position(std::string_view key, KeyType type) {
+  const auto pos = detail::position(key);
+  if (pos == std::string::npos) throw std::logic_error("RunConfig: no key '" + std::string(key) + "' in the schema");
+  const auto& spec = schema()[pos];
+  if (spec.type != type)
+    throw std::logic_error("RunConfig: key '" + std::string(key) + "' is " + std::string(type_name(spec.type)) +
+                           ", not " + std::string(type_name(type)));
+  return pos;
+}
+
+}  // namespace
+
+double RunConfig::number(std::string_view key) const {
+  return std::get<double>(m_values[checked_position(key, KeyType::number)]);
+}
+
+Index RunConfig::integer(std::string_view key) const {
+  return std::get<Index>(m_values[checked_position(key, KeyType::integer)]);
+}
+
+const std::string& RunConfig::text(std::string_view key) const {
+  return std::get<std::string>(m_values[checked_position(key, KeyType::text)]);
+}
+
+bool RunConfig::flag(std::string_view key) const {
+  return std::get<bool>(m_values[checked_position(key, KeyType::boolean)]);
+}
+
+std::vector<double> RunConfig::numbers(std::string_view key) const {
+  return std::get<std::vector<double>>(m_values[checked_position(key, KeyType::numbers)]);
+}
+
+void RunConfig::set(std::string_view key, std::string_view toml_value) {
+  const auto pos = detail::position(key);
+  if (pos == std::string::npos) detail::throw_unknown_key(key, toml_value, "");
+  m_values[pos] = detail::convert_text(schema()[pos], detail::trim(toml_value), key);
+}
+
+namespace detail {
+
+/// The cross-key rules; `where` qualifies the key in messages (e.g. the run's name).
+void check_cross_keys(const RunConfig& rc, std::string_view where) {
+  const std::string w(where);
+  auto n = [](Index i) { return std::to_string(i); };
+  const Index workers = rc.integer("run.workers");
+
+  if (rc.integer("run.max_samples") <= 0 && rc.integer("run.max_steps") <= 0)
+    throw ConfigError("run.max_samples" + w, "0", "an integer > 0, or run.max_steps > 0 (both are 0: no budget)");
+
+  const Index b_min = rc.integer("batch.b_min"), b_max = rc.integer("batch.b_max"), b = rc.integer("batch.b");
+  if (b_max < b_min) throw ConfigError("batch.b_max" + w, n(b_max), "an integer >= batch.b_min = " + n(b_min));
+  const std::string& batch_type = rc.text("batch.type");
+  if (batch_type != "constant" && (b < b_min || b > b_max))
+    throw ConfigError("batch.b" + w, n(b),
+                      "an integer in [batch.b_min, batch.b_max] = [" + n(b_min) + ", " + n(b_max) +
+                          "] when batch.type = " + toml_string(batch_type));
+
+  const double lr = rc.number("optimizer.lr"), min_lr = rc.number("schedule.min_lr");
+  if (min_lr > lr)
+    throw ConfigError("schedule.min_lr" + w, shortest(min_lr),
+                      "a number in [0, optimizer.lr] = [0, " + shortest(lr) + "]");
+
+  const auto slowdown = rc.numbers("compute.slowdown");
+  if (!slowdown.empty() && static_cast<Index>(slowdown.size()) != workers)
+    throw ConfigError("compute.slowdown" + w, render_value(slowdown, false),
+                      "[] or run.workers = " + n(workers) + " numbers, each >= 1");
+
+  const Index group = rc.integer("sync.group_size");
+  if (rc.text("sync.type") == "hierarchical" && workers % group != 0)
+    throw ConfigError("sync.group_size" + w, n(group),
+                      "a divisor of run.workers = " + n(workers) + " when sync.type = \"hierarchical\"");
+
+  const Index stragglers = rc.integer("compute.stragglers");
+  if (stragglers > workers)
+    throw ConfigError("compute.stragglers" + w, n(stragglers),
+                      "an integer in [0, run.workers] = [0, " + n(workers) + "]");
+
+  const double mu = rc.number("problem.mu"), L = rc.number("problem.L");
+  if (rc.text("problem.type") == "quadratic" && L < mu)
+    throw ConfigError("problem.L" + w, shortest(L),
+                      "a number >= problem.mu = " + shortest(mu) + " when problem.type = \"quadratic\"");
+}
+
+}  // namespace detail
+
+struct RunConfigAccess {
+  static std::vector<ConfigValue>& values(RunConfig& rc) { return rc.m_values; }
+  static const std::vector<ConfigValue>& values(const RunConfig& rc) { return rc.m_values; }
+
+  static void validate(const RunConfig& rc, std::string_view where) {
+    const auto& specs = schema();
+    for (std::size_t i = 0; i < specs.size(); ++i)
+      if (!detail::value_ok(specs[i], rc.m_values[i]))
+        throw ConfigError(specs[i].key + std::string(where), detail::render_value(rc.m_values[i], true),
+                          specs[i].accepted);
+    detail::check_cross_keys(rc, where);
+  }
+};
+
+void RunConfig::validate() const { RunConfigAccess::validate(*this, ""); }
+
+std::string RunConfig::to_toml() const {
+  std::string out = "name = " + detail::toml_string(m_name) + "\n";
+  const auto& specs = schema();
+  for (const auto& section : schema_sections()) {
+    out += "\n[" + section + "]\n";
+    for (std::size_t i = 0; i < specs.size(); ++i)
+      if (specs[i].section() == section)
+        out += std::string(specs[i].name()) + " = " + detail::render_value(m_values[i], true) + "\n";
+  }
+  return out;
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// Experiments.
+
+namespace {
+
+/// Sets every key of `table` (the keys of [section]) in `rc`; errors name the key plus `where`.
+void apply_section(RunConfig& rc, std::string_view section, const toml::node& node, std::string_view where) {
+  const auto* table = node.as_table();
+  if (!table)
+    throw ConfigError(
+        std::string(section) + std::string(where), detail::render_node(node),
+        "a table [" + std::string(section) + "] of keys: " + detail::join(detail::keys_of(section), ", "));
+  auto& values = RunConfigAccess::values(rc);
+  for (auto&& [k, v] : *table) {
+    const std::string key = std::string(section) + "." + std::string(k.str());
+    const auto pos = detail::position(key);
+    if (pos == std::string::npos) detail::throw_unknown_key(key, detail::render_node(v), where);
+    values[pos] = detail::convert(schema()[pos], v, key + std::string(where));
+  }
+}
+
+std::string top_level_keys() { return "name, description, [[variant]] or a section: " + detail::sections_text(); }
+
+/// The required, non-empty name of a run or experiment.
+std::string required_name(const toml::node& node, std::string_view err_name) {
+  const auto* s = node.as_string();
+  if (!s || s->get().empty()) throw ConfigError(err_name, detail::render_node(node), "a non-empty string");
+  return s->get();
+}
+
+}  // namespace
+
+ExperimentConfig parse_experiment(std::string_view toml_text, std::string_view source_name,
+                                  const std::vector<std::string>& overrides) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source_name);
+  } catch (const toml::parse_error& e) {
+    const auto line = static_cast<std::size_t>(e.source().begin.line);
+    const auto column = static_cast<std::size_t>(e.source().begin.column);
+    // The offending line, so the message shows what is wrong without opening the file.
+    std::string_view rest = toml_text;
+    for (std::size_t l = 1; l < line && !rest.empty(); ++l) {
+      const auto nl = rest.find('\n');
+      rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+    }
+    const std::string_view text = detail::trim(rest.substr(0, rest.find('\n')));
+    throw ConfigError(std::string(source_name) + ":" + std::to_string(line) + ":" + std::to_string(column),
+                      text.empty() ? std::string("(end of line)") : "'" + std::string(text) + "'",
+                      "valid TOML; " + std::string(e.description()));
+  }
+
+  ExperimentConfig exp;
+  exp.name = std::filesystem::path(std::string(source_name)).stem().string();
+  if (exp.name.empty()) exp.name = "experiment";
+  RunConfig base;
+  const toml::array* variants = nullptr;
+  for (auto&& [k, node] : root) {
+    const std::string key(k.str());
+    if (key == "name") {
+      exp.name = required_name(node, "name");
+    } else if (key == "description") {
+      const auto* s = node.as_string();
+      if (!s) throw ConfigError("description", detail::render_node(node), "a string");
+      exp.description = s->get();
+    } else if (key == "variant") {
+      variants = node.as_array();
+      if (!variants || (!variants->empty() && !variants->is_array_of_tables()))
+        throw ConfigError("variant", detail::render_node(node), "an array of tables [[variant]]");
+    } else if (detail::is_section(key)) {
+      apply_section(base, key, node, "");
+    } else {
+      throw ConfigError(key, detail::render_node(node), top_level_keys());
+    }
+  }
+
+  // Overrides are checked once, before any run, so a bad one is reported as such.
+  std::vector<detail::Assignment> assigned;
+  for (const auto& o : overrides) assigned.push_back(detail::parse_override(o));
+  auto finish = [&](RunConfig rc, std::string_view where) {
+    auto& values = RunConfigAccess::values(rc);
+    for (const auto& a : assigned) values[a.pos] = a.value;
+    RunConfigAccess::validate(rc, where);
+    exp.runs.push_back(std::move(rc));
+  };
+
+  if (!variants || variants->empty()) {
+    base.set_name(exp.name);
+    finish(std::move(base), "");
+    return exp;
+  }
+  std::map<std::string, std::size_t> seen;
+  for (std::size_t i = 0; i < variants->size(); ++i) {
+    const toml::table& vt = *(*variants)[i].as_table();
+    const std::string id = "variant[" + std::to_string(i) + "].name";
+    const toml::node* name_node = vt.get("name");
+    if (!name_node) throw ConfigError(id, "(missing)", "a non-empty string, unique among the variants");
+    const std::string name = required_name(*name_node, id);
+    if (auto [it, fresh] = seen.emplace(name, i); !fresh)
+      throw ConfigError(id, detail::toml_string(name),
+                        "a name not used by another variant (variant[" + std::to_string(it->second) + "] has it)");
+    RunConfig rc = base;
+    rc.set_name(name);
+    const std::string where = detail::variant_where(name);
+    for (auto&& [k, node] : vt) {
+      const std::string key(k.str());
+      if (key == "name") continue;
+      if (!detail::is_section(key))
+        throw ConfigError(key + where, detail::render_node(node),
+                          "name or a dotted key section.key with a section of: " + detail::sections_text());
+      apply_section(rc, key, node, where);
+    }
+    finish(std::move(rc), where);
+  }
+  return exp;
+}
+
+ExperimentConfig load_experiment(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) throw ConfigError(file.string(), "(no such file)", "a readable TOML file");
+  if (std::filesystem::is_directory(file, ec))
+    throw ConfigError(file.string(), "(a directory)", "a readable TOML file");
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream text;
+  if (in) text << in.rdbuf();
+  if (!in || in.bad()) throw ConfigError(file.string(), "(unreadable)", "a readable TOML file");
+  return parse_experiment(text.str(), file.string(), overrides);
+}
+
+ExperimentConfig expand_grid(const ExperimentConfig& experiment, const std::vector<std::string>& grid) {
+  struct Axis {
+    std::size_t pos;
+    std::string key;
+    std::string label;
+    std::vector<ConfigValue> values;
+  };
+  std::vector<Axis> axes;
+  for (const auto& entry : grid) {
+    auto [key, list] = detail::split_assignment(entry, "grid", "sync.H=4,8,16");
+    const auto pos = detail::position(key);
+    if (pos == std::string::npos) detail::throw_unknown_key(key, list, "");
+    for (const auto& a : axes)
+      if (a.pos == pos) throw ConfigError("grid", detail::toml_string(entry), "each key at most once in the grid");
+    Axis axis{pos, key, std::string(schema()[pos].name()), {}};
+    for (const auto& raw : detail::split_list(list)) {
+      if (raw.empty())
+        throw ConfigError(key, detail::toml_string(list), "a comma-separated list of values, e.g. sync.H=4,8,16");
+      axis.values.push_back(detail::convert_text(schema()[pos], raw, key));
+    }
+    axes.push_back(std::move(axis));
+  }
+  // Short labels, unless two keys share a last component (optimizer.lr and outer.lr).
+  std::map<std::string, int> uses;
+  for (const auto& a : axes) ++uses[a.label];
+  for (auto& a : axes)
+    if (uses[a.label] > 1) a.label = a.key;
+
+  ExperimentConfig out{experiment.name, experiment.description, {}};
+  if (axes.empty()) {
+    out.runs = experiment.runs;
+    return out;
+  }
+  for (const auto& run : experiment.runs) {
+    std::vector<std::size_t> at(axes.size(), 0);  // odometer over the axes, the first one slowest
+    for (;;) {
+      RunConfig rc = run;
+      auto& values = RunConfigAccess::values(rc);
+      std::vector<std::string> parts;
+      for (std::size_t a = 0; a < axes.size(); ++a) {
+        values[axes[a].pos] = axes[a].values[at[a]];
+        parts.push_back(axes[a].label + "=" + detail::render_value(axes[a].values[at[a]], false));
+      }
+      rc.set_name(run.name() + "/" + detail::join(parts, ","));
+      RunConfigAccess::validate(rc, " (run " + detail::toml_string(rc.name()) + ")");
+      out.runs.push_back(std::move(rc));
+      std::size_t a = axes.size();
+      while (a > 0 && ++at[a - 1] == axes[a - 1].values.size()) at[--a] = 0;
+      if (a == 0) break;
+    }
+  }
+  return out;
+}
+
+}  // namespace lgm::sim

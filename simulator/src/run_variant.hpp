@@ -1,0 +1,286 @@
+// One run of the simulator for a concrete objective type: the driver with an observer that evaluates the
+// averaged model, writes a metrics line per communication round and feeds the progress display.
+// Instantiated once per objective in its own translation unit (CMake generates run_<objective>.cpp).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "build.hpp"
+#include "progress.hpp"
+#include "records.hpp"
+#include "report.hpp"
+
+namespace lgm::sim {
+
+/// What a run writes to and listens to.
+struct RunEnv {
+  MetricsWriter* metrics = nullptr;                  ///< metrics.jsonl (shared by the runs of an experiment)
+  Progress* progress = nullptr;                      ///< may be null
+  const std::atomic<bool>* interrupt = nullptr;      ///< set by SIGINT: end the current round and stop
+  std::vector<RoundRecord>* records = nullptr;       ///< this run's records, for the plots
+  std::function<void(const RoundRecord&)> on_round;  ///< called after each record is written (tests, tools)
+};
+
+/// Loss and squared gradient norm of F at x over all samples. The samples are cut into a fixed number of
+/// chunks whatever the thread count, and the chunk results are summed in chunk order, so the value is
+/// bitwise the same for any number of threads (DESIGN §6, determinism).
+template <class Obj>
+class Evaluator {
+ public:
+  Evaluator(const Obj& obj, int threads) : m_obj(obj), m_threads(threads) {
+    const Index N = obj.num_samples();
+    const Index chunks = std::min<Index>(64, N);
+    m_bounds.resize(static_cast<size_t>(chunks + 1));
+    for (Index c = 0; c <= chunks; ++c) m_bounds[static_cast<size_t>(c)] = N * c / chunks;
+    m_indices.resize(static_cast<size_t>(N));
+    for (Index i = 0; i < N; ++i) m_indices[static_cast<size_t>(i)] = i;
+    m_losses.resize(static_cast<size_t>(chunks));
+    for (Index c = 0; c < chunks; ++c) m_workspaces.push_back(obj.make_workspace());
+  }
+
+  /// F(x), and ‖∇F(x)‖² when `with_gradient`.
+  std::pair<double, double> operator()(ConstVectorRef x, bool with_gradient) {
+    const Index chunks = static_cast<Index>(m_losses.size());
+    if (with_gradient && m_grads.cols() != chunks) m_grads.resize(m_obj.dim(), chunks);
+#pragma omp parallel for num_threads(m_threads) schedule(static)
+    for (Index c = 0; c < chunks; ++c) {
+      const auto uc = static_cast<size_t>(c);
+      const IndexSpan part(m_indices.data() + m_bounds[uc], static_cast<size_t>(m_bounds[uc + 1] - m_bounds[uc]));
+      m_losses[uc] = with_gradient ? m_obj.gradient(x, part, m_grads.col(c), m_workspaces[uc])
+                                   : m_obj.loss(x, part, m_workspaces[uc]);
+    }
+    const double N = static_cast<double>(m_obj.num_samples());
+    double loss = 0.0;
+    for (Index c = 0; c < chunks; ++c) loss += chunk_weight(c) * m_losses[static_cast<size_t>(c)];
+    loss /= N;
+    double gsq = std::nan("");
+    if (with_gradient) {
+      Vector g = Vector::Zero(m_obj.dim());
+      for (Index c = 0; c < chunks; ++c) g += chunk_weight(c) * m_grads.col(c);
+      g /= N;
+      gsq = g.squaredNorm();
+    }
+    return {loss, gsq};
+  }
+
+ private:
+  double chunk_weight(Index c) const {
+    return static_cast<double>(m_bounds[static_cast<size_t>(c) + 1] - m_bounds[static_cast<size_t>(c)]);
+  }
+
+  const Obj& m_obj;
+  int m_threads;
+  std::vector<Index> m_bounds, m_indices;
+  std::vector<double> m_losses;
+  std::vector<typename Obj::Workspace> m_workspaces;
+  Matrix m_grads;
+};
+
+/// Fraction of a test set classified correctly (multiclass: argmax; binary: sign of aᵀx, 0 counts as +1).
+template <class Obj>
+std::optional<double> test_accuracy(const Obj& test, ConstVectorRef x) {
+  if constexpr (requires { test.accuracy(x, test.features(), test.labels()); }) {
+    return test.accuracy(x, test.features(), test.labels());
+  } else if constexpr (requires {
+                         test.features();
+                         test.labels()[0];
+                       }) {
+    const Vector z = test.features().transpose() * x;
+    Index correct = 0;
+    for (Index i = 0; i < z.size(); ++i) correct += ((z[i] >= 0.0) == (test.labels()[i] > 0.0)) ? 1 : 0;
+    return static_cast<double>(correct) / static_cast<double>(z.size());
+  } else {
+    return std::nullopt;
+  }
+}
+
+/// The observer of one run: a RoundRecord per sync, evaluated at `eval_points` rounds evenly spaced in the
+/// budget and at the last round. A record is held back one round, so that the last one can be evaluated at
+/// the end whatever stopped the run.
+template <class Obj>
+class RoundObserver {
+ public:
+  RoundObserver(const RunConfig& cfg, const Obj& train, const Obj* test, const Problem& problem,
+                ConfiguredMethod& method, RunEnv& env)
+      : m_cfg(cfg),
+        m_train(train),
+        m_test(test),
+        m_cost(&method.cost_model()),
+        m_env(env),
+        m_eval(train, method.options().threads),
+        m_test_eval(test ? std::optional<Evaluator<Obj>>(std::in_place, *test, method.options().threads)
+                         : std::nullopt),
+        m_start(std::chrono::steady_clock::now()) {
+    (void)problem;
+    m_every_round = cfg.flag("run.eval_every_round");
+    const Index points = cfg.integer("run.eval_points");
+    m_by_samples = cfg.integer("run.max_samples") > 0;
+    m_budget = m_by_samples ? cfg.integer("run.max_samples") : cfg.integer("run.max_steps");
+    m_interval = std::max<double>(1.0, static_cast<double>(m_budget) / static_cast<double>(points));
+    if constexpr (HasKnownOptimum<Obj>) {
+      if constexpr (requires { train.has_optimum(); }) {
+        if (train.has_optimum()) m_fstar = train.optimal_value();
+      } else {
+        m_fstar = train.optimal_value();
+      }
+    }
+  }
+
+  bool on_sync(const RunState& s) {
+    flush(false, s.shared_point);
+    m_pending = make_record(s);
+    const double progress = static_cast<double>(m_by_samples ? s.metrics.samples : s.metrics.steps);
+    if (m_every_round || progress >= m_next_eval) {
+      evaluate(*m_pending, s.shared_point);
+      while (m_next_eval <= progress) m_next_eval += m_interval;
+    }
+    if (m_env.progress)
+      m_env.progress->update(s.metrics.samples, s.metrics.steps, s.round, m_last_loss ? *m_last_loss : s.batch_loss);
+    return !(m_env.interrupt && m_env.interrupt->load());
+  }
+
+  void on_end(const RunState& s) {
+    m_end_metrics = s.metrics;
+    if (m_pending && m_pending->comm_rounds != s.metrics.comm_rounds) {
+      // a final global average was forced after the last round (hierarchical rules): one more record
+      flush(false, s.shared_point);
+      m_pending = make_record(s);
+      m_pending->round += 1;
+    }
+    flush(true, s.shared_point);
+  }
+
+  /// The last record written, if any.
+  const std::optional<RoundRecord>& last() const noexcept { return m_last; }
+  double wall_seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - m_start).count();
+  }
+  double sim_time(std::size_t network) const {
+    return m_end_metrics.compute_time_s + m_cost->other_comm_seconds(network);
+  }
+
+ private:
+  RoundRecord make_record(const RunState& s) const {
+    RoundRecord r;
+    r.run = m_cfg.name();
+    r.round = s.round;
+    r.step = s.metrics.steps;
+    r.samples = s.metrics.samples;
+    r.comm_rounds = s.metrics.comm_rounds;
+    r.bytes = s.metrics.bytes;
+    r.sim_time_s = s.metrics.sim_time_s;
+    r.sim_time_10g_s = s.metrics.compute_time_s + m_cost->other_comm_seconds(0);
+    r.sim_time_100g_s = s.metrics.compute_time_s + m_cost->other_comm_seconds(1);
+    r.wall_time_s = wall_seconds();
+    r.lr = s.lr;
+    r.H = s.period;
+    r.batch_loss = s.batch_loss;
+    if (!s.batch_sizes.empty()) {
+      r.batch_min = r.batch_max = s.batch_sizes[0];
+      double sum = 0.0;
+      for (Index b : s.batch_sizes) {
+        r.batch_min = std::min(r.batch_min, b);
+        r.batch_max = std::max(r.batch_max, b);
+        sum += static_cast<double>(b);
+      }
+      r.batch_mean = sum / static_cast<double>(s.batch_sizes.size());
+    }
+    return r;
+  }
+
+  void evaluate(RoundRecord& r, ConstVectorRef x) {
+    if (!x.allFinite()) return;
+    const auto [loss, gsq] = m_eval(x, true);
+    r.loss = loss;
+    r.grad_norm_sq = gsq;
+    if (m_fstar) r.subopt = loss - *m_fstar;
+    if (m_test) {
+      r.test_loss = (*m_test_eval)(x, false).first;
+      r.test_accuracy = test_accuracy(*m_test, x);
+    }
+    m_last_loss = loss;
+  }
+
+  /// Writes the held-back record; at the end, evaluates it first if it was not.
+  void flush(bool final, ConstVectorRef x) {
+    if (!m_pending) return;
+    if (final && !m_pending->loss) evaluate(*m_pending, x);
+    if (m_env.metrics) m_env.metrics->write(*m_pending);
+    if (m_env.records) m_env.records->push_back(*m_pending);
+    if (m_env.on_round) m_env.on_round(*m_pending);
+    m_last = std::move(m_pending);
+    m_pending.reset();
+  }
+
+  const RunConfig& m_cfg;
+  const Obj& m_train;
+  const Obj* m_test;
+  const MultiNetworkCost* m_cost;
+  RunEnv& m_env;
+  Evaluator<Obj> m_eval;
+  std::optional<Evaluator<Obj>> m_test_eval;
+  std::chrono::steady_clock::time_point m_start;
+  bool m_every_round = false, m_by_samples = true;
+  Index m_budget = 0;
+  double m_interval = 1.0, m_next_eval = 0.0;
+  std::optional<double> m_fstar, m_last_loss;
+  std::optional<RoundRecord> m_pending, m_last;
+  Metrics m_end_metrics;
+};
+
+/// Runs one configured variant on objective `train` and returns its summary.
+template <class Obj>
+VariantSummary run_variant(const Obj& train, const Obj* test, const Problem& problem, const RunConfig& cfg,
+                           ConfiguredMethod& method, RunEnv& env) {
+  RoundObserver<Obj> observer(cfg, train, test, problem, method, env);
+  const RunResult result = method.run(train, problem.x0, observer);
+  VariantSummary s;
+  s.name = cfg.name();
+  s.message = result.message;
+  s.status = result.reason == StopReason::diverged   ? RunStatus::diverged
+             : result.reason == StopReason::observer ? RunStatus::interrupted
+                                                     : RunStatus::completed;
+  if (s.status == RunStatus::interrupted)
+    s.message =
+        "interrupted (SIGINT) after round " + lgm::detail::to_text(observer.last() ? observer.last()->round : 0);
+  s.steps = result.metrics.steps;
+  s.comm_rounds = result.metrics.comm_rounds;
+  s.samples = result.metrics.samples;
+  s.bytes = result.metrics.bytes;
+  s.sim_time_s = result.metrics.sim_time_s;
+  s.sim_time_10g_s = result.metrics.compute_time_s + method.cost_model().other_comm_seconds(0);
+  s.sim_time_100g_s = result.metrics.compute_time_s + method.cost_model().other_comm_seconds(1);
+  s.wall_time_s = observer.wall_seconds();
+  if (const auto& last = observer.last()) {
+    s.batch_min = last->batch_min;
+    s.batch_mean = last->batch_mean;
+    s.batch_max = last->batch_max;
+    if (s.status != RunStatus::diverged) {
+      s.loss = last->loss;
+      s.grad_norm_sq = last->grad_norm_sq;
+      s.subopt = last->subopt;
+      s.test_loss = last->test_loss;
+      s.test_accuracy = last->test_accuracy;
+    }
+  }
+  return s;
+}
+
+/// One declaration per objective; each is defined in its own generated translation unit.
+#define LGM_SIM_DECLARE_RUN(Obj)                                                                            \
+  extern template VariantSummary run_variant<Obj>(const Obj&, const Obj*, const Problem&, const RunConfig&, \
+                                                  ConfiguredMethod&, RunEnv&);
+LGM_SIM_DECLARE_RUN(Quadratic)
+LGM_SIM_DECLARE_RUN(LeastSquares)
+LGM_SIM_DECLARE_RUN(Logistic)
+LGM_SIM_DECLARE_RUN(NonconvexLogistic)
+LGM_SIM_DECLARE_RUN(Softmax)
+LGM_SIM_DECLARE_RUN(Mlp)
+#undef LGM_SIM_DECLARE_RUN
+
+}  // namespace lgm::sim

@@ -1,0 +1,49 @@
+// Runs an experiment (one or more variants) and writes its outputs: config.toml, metrics.jsonl,
+// summary.json, summary.md and the plots (docs/simulator.md describes each file).
+#pragma once
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <iosfwd>
+#include <string>
+
+#include "config.hpp"
+#include "records.hpp"
+#include "report.hpp"
+
+namespace lgm::sim {
+
+struct RunnerOptions {
+  std::filesystem::path out_dir;                     ///< where the outputs go (created)
+  bool quiet = false;                                ///< no progress display
+  bool plots = true;                                 ///< make the gnuplot PNGs (skipped with a message without gnuplot)
+  std::string gnuplot = "gnuplot";                   ///< the gnuplot program
+  std::ostream* log = nullptr;                       ///< progress and messages (default: std::cerr)
+  std::ostream* table = nullptr;                     ///< where the comparison table is printed (default: std::cout)
+  const std::atomic<bool>* interrupt = nullptr;      ///< set asynchronously (SIGINT) to stop after the current round
+  std::function<void(const RoundRecord&)> on_round;  ///< called after every metrics line is written
+};
+
+/// Exit statuses of `lgm-sim run`.
+enum ExitCode : int { kExitOk = 0, kExitRunFailed = 1, kExitBadInput = 2, kExitInterrupted = 130 };
+
+struct ExperimentOutcome {
+  ExperimentSummary summary;
+  PlotResult plots;
+  int exit_code = kExitOk;  ///< 0; 1 when a run diverged or failed; 130 when interrupted
+};
+
+/// Builds every run first (all configuration and data errors surface before any run starts, as ConfigError
+/// or DataError), then runs them in order. A run that diverges or fails is reported and the next one runs.
+ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOptions& options);
+
+/// The resolved configuration of a whole experiment as one TOML document: every run as a [[variant]] with all
+/// keys, so that `lgm-sim run config.toml` reproduces the metrics bitwise.
+std::string experiment_to_toml(const ExperimentConfig& experiment);
+
+/// Checks an experiment as `run` would before running: parses (done by the caller), builds every problem and
+/// method. Throws ConfigError or DataError.
+void validate_experiment(const ExperimentConfig& experiment);
+
+}  // namespace lgm::sim
