@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs what is needed, builds, and runs the main job: the comparison of local methods with constant
-# and adaptive batch sizes, QSR and post-local SGD (examples/compare_methods.cpp until lgm-sim lands).
+# Installs what is needed, builds lgm-sim and runs the main job: its built-in demo, the experiment of Lau et al.
+# 2024 in miniature (softmax regression on Fashion-MNIST, 8 simulated workers, 11 variants: minibatch SGD, Local
+# SGD/SHB with small and large constant batches, local and global norm tests, QSR, post-local SGD). Prints the
+# comparison table; writes runs/demo/{config.toml,metrics.jsonl,summary.json,summary.md,plots/*.png}.
+# Extra arguments go to lgm-sim (e.g. scripts/demo.sh --out /tmp/demo --set run.max_samples=120000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build/release -j "$(nproc)" --target example_compare_methods example_local_sgd_norm_test
-./build/release/examples/example_local_sgd_norm_test
-echo
-./build/release/examples/example_compare_methods
+cmake --build build/release -j "$(nproc)" --target lgm-sim
+./build/release/simulator/lgm-sim "$@"

@@ -17,8 +17,8 @@ ctest --test-dir build/release --output-on-failure -j "$jobs"
 
 echo "== sanitizer build + tests (ASan + UBSan)"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DLGM_WERROR=ON -DLGM_SANITIZE=ON -DLGM_HEADER_CHECK=OFF \
-      -DLGM_BUILD_EXAMPLES=OFF -DLGM_BUILD_SIMULATOR=OFF -DCMAKE_CXX_FLAGS="-O1" >/dev/null
-cmake --build build/asan -j "$jobs" --target lgm_tests
+      -DLGM_BUILD_EXAMPLES=OFF -DCMAKE_CXX_FLAGS="-O1" >/dev/null
+cmake --build build/asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build/asan --output-on-failure -j "$jobs"
 
 echo "== install + examples/ built against the installed package"
