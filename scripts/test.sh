@@ -11,9 +11,12 @@ echo "== format check (clang-format, .clang-format)"
 bash scripts/format.sh --check
 
 echo "== release build + tests"
-cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DLGM_WERROR=ON -DLGM_HEADER_CHECK=ON >/dev/null
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DLGM_WERROR=ON -DLGM_HEADER_CHECK=ON -DLGM_BUILD_BENCH=ON >/dev/null
 cmake --build build/release -j "$jobs"
 ctest --test-dir build/release --output-on-failure -j "$jobs"
+
+echo "== benchmark smoke run (the full suite and its figures: docs/performance.md)"
+./build/release/bench/lgm_bench --benchmark_filter='BM_Limits|BM_Average' --benchmark_min_time=0.01 >/dev/null
 
 echo "== sanitizer build + tests (ASan + UBSan)"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DLGM_WERROR=ON -DLGM_SANITIZE=ON -DLGM_HEADER_CHECK=OFF \

@@ -1,8 +1,11 @@
-// lgm-sim: local gradient methods simulated with many workers in one process (docs/simulator.md).
+// lgm-sim: local gradient methods simulated with many workers in one process (docs/simulator.md), or spread
+// over the ranks of `mpirun -np P lgm-sim run CONFIG --engine mpi` (docs/mpi.md).
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -11,6 +14,10 @@
 #include "demo_config.hpp"
 #include "lgm/core/error.hpp"
 #include "runner.hpp"
+
+#if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
+#include "lgm/comm/mpi.hpp"
+#endif
 
 namespace {
 
@@ -27,6 +34,8 @@ struct CommonOptions {
   std::string out;
   bool quiet = false;
   bool no_plots = false;
+  std::string engine = "in_process";
+  std::string mpi_reduction = "allreduce";
 };
 
 void add_common(CLI::App* cmd, CommonOptions& o) {
@@ -34,6 +43,20 @@ void add_common(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--out", o.out, "output directory (default: runs/<name>)");
   cmd->add_flag("--quiet", o.quiet, "no progress display");
   cmd->add_flag("--no-plots", o.no_plots, "do not call gnuplot");
+  cmd->add_option("--engine", o.engine,
+                  "in_process (default), or mpi: run.workers spread over the ranks of mpirun -np P (docs/mpi.md)")
+      ->check(CLI::IsMember({"in_process", "mpi"}));
+  cmd->add_option("--mpi-reduction", o.mpi_reduction,
+                  "with --engine mpi: allreduce (default; one MPI_Allreduce per average, equal to in_process "
+                  "within rounding) or ordered (MPI_Allgather, bitwise equal to in_process)")
+      ->check(CLI::IsMember({"allreduce", "ordered"}));
+}
+
+// Under mpirun, only rank 0 prints command-line errors (every rank parses the same arguments).
+bool is_secondary_rank() {
+  const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
+  if (!r) r = std::getenv("PMI_RANK");
+  return r && std::string(r) != "0";
 }
 
 int run(lgm::sim::ExperimentConfig experiment, const CommonOptions& o) {
@@ -42,11 +65,48 @@ int run(lgm::sim::ExperimentConfig experiment, const CommonOptions& o) {
   ro.quiet = o.quiet;
   ro.plots = !o.no_plots;
   ro.interrupt = &g_interrupt;
+  ro.engine = o.engine == "mpi" ? lgm::sim::Engine::mpi : lgm::sim::Engine::in_process;
+  ro.mpi_ordered = o.mpi_reduction == "ordered";
   std::signal(SIGINT, on_sigint);
   const lgm::sim::ExperimentOutcome outcome = lgm::sim::run_experiment(std::move(experiment), ro);
   if (outcome.exit_code == lgm::sim::kExitInterrupted)
     std::cerr << "lgm-sim: interrupted; the summary of what ran is in " << ro.out_dir.string() << "\n";
   return outcome.exit_code;
+}
+
+/// --engine mpi: MPI_Init, then every rank loads the configuration and runs its M/P workers; rank 0 writes the
+/// outputs. Errors found while loading and checking (identical on all ranks, or on one rank only, e.g. a data
+/// file missing on one node) are printed once, by the lowest rank that saw them, and every rank exits with
+/// status 2; a failure during a run ends all ranks through MPI_Abort (runner.cpp) with that rank's message.
+int run_mpi([[maybe_unused]] int& argc, [[maybe_unused]] char**& argv,
+            [[maybe_unused]] const std::function<lgm::sim::ExperimentConfig()>& load,
+            [[maybe_unused]] const CommonOptions& o) {
+#if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
+  lgm::MpiSession session(argc, argv);
+  const auto report = [&](const std::exception& e) {
+    std::cerr << "lgm-sim: rank " << session.rank() << " of " << session.ranks() << ": " << e.what() << "\n";
+  };
+  try {
+    lgm::sim::ExperimentConfig experiment;
+    lgm::sim::run_on_all_ranks([&] { experiment = load(); });
+    return run(std::move(experiment), o);
+  } catch (const lgm::sim::PeerRankFailed& e) {
+    return e.code;  // the failed rank printed the reason
+  } catch (const lgm::ConfigError& e) {
+    report(e);
+    return lgm::sim::kExitBadInput;
+  } catch (const lgm::DataError& e) {
+    report(e);
+    return lgm::sim::kExitBadInput;
+  } catch (const std::exception& e) {
+    lgm::abort_all_ranks(std::string("error: ") + e.what(), lgm::sim::kExitRunFailed, "lgm-sim");
+  }
+#else
+  std::cerr << "lgm-sim: --engine mpi: this lgm-sim was built without MPI (CMake LGM_HAVE_MPI is off); rebuild "
+               "with -DLGM_WITH_MPI=ON where Open MPI is installed (libopenmpi-dev, openmpi-bin), or use "
+               "--engine in_process\n";
+  return lgm::sim::kExitBadInput;
+#endif
 }
 
 }  // namespace
@@ -81,7 +141,22 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (is_secondary_rank()) return e.get_exit_code();
     return app.exit(e);
+  }
+
+  // --engine mpi: the run, sweep or demo on the ranks of MPI_COMM_WORLD
+  const CommonOptions* engine_opts = *run_cmd ? &run_opts : *sweep_cmd ? &sweep_opts : &demo_opts;
+  if (engine_opts->engine == "mpi" && !*list_cmd && !*validate_cmd && !*demo_cmd) {
+    return run_mpi(
+        argc, argv,
+        [&] {
+          if (*run_cmd) return lgm::sim::load_experiment(config_path, run_opts.overrides);
+          if (*sweep_cmd)
+            return lgm::sim::expand_grid(lgm::sim::load_experiment(config_path, sweep_opts.overrides), grid);
+          return lgm::sim::parse_experiment(lgm::sim::kDemoConfig, "built-in demo", demo_opts.overrides);
+        },
+        *engine_opts);
   }
 
   try {

@@ -54,6 +54,16 @@ inline const char* to_string(RunStatus s) {
   return "?";
 }
 
+/// What the MPI engine sent during one run: rank 0's counters (every rank sends the same amounts), beside
+/// the cost model's `bytes` (docs/mpi.md). Absent for in-process runs.
+struct MpiSummary {
+  int ranks = 1;               ///< P
+  std::string reduction;       ///< "ordered" or "allreduce"
+  Index collectives = 0;       ///< MPI collective calls of the run (parameters, statistics, per-step scalars)
+  double payload_bytes = 0.0;  ///< bytes of this rank's send buffers, summed over those calls (fp64)
+  double wire_bytes = 0.0;     ///< bytes this rank sends under ring algorithms (comparable with `bytes`)
+};
+
 /// The end state of one run: a row of the comparison table.
 struct VariantSummary {
   std::string name;
@@ -75,6 +85,7 @@ struct VariantSummary {
   std::optional<double> subopt;
   std::optional<double> test_loss;
   std::optional<double> test_accuracy;
+  std::optional<MpiSummary> mpi;  ///< MPI engine only
 };
 
 /// A whole experiment: its name and one summary per run, in the order they ran.

@@ -257,6 +257,12 @@ nlohmann::ordered_json to_json(const VariantSummary& v) {
   j["subopt"] = optional_or_null<J>(v.subopt);
   j["test_loss"] = optional_or_null<J>(v.test_loss);
   j["test_accuracy"] = optional_or_null<J>(v.test_accuracy);
+  if (v.mpi)  // docs/mpi.md: what the MPI engine actually sent, beside the cost model's `bytes`
+    j["mpi"] = J{{"ranks", v.mpi->ranks},
+                 {"reduction", v.mpi->reduction},
+                 {"collectives", v.mpi->collectives},
+                 {"payload_bytes", number_or_null<J>(v.mpi->payload_bytes)},
+                 {"wire_bytes", number_or_null<J>(v.mpi->wire_bytes)}};
   return j;
 }
 

@@ -8,12 +8,21 @@
 #include <cmath>
 #include <functional>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "build.hpp"
 #include "progress.hpp"
 #include "records.hpp"
 #include "report.hpp"
+
+#if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
+#include "lgm/comm/mpi.hpp"
+#endif
+
+namespace lgm {
+class MpiCommunicator;  // lgm/comm/mpi.hpp, where the simulator is built with MPI
+}
 
 namespace lgm::sim {
 
@@ -24,7 +33,30 @@ struct RunEnv {
   const std::atomic<bool>* interrupt = nullptr;      ///< set by SIGINT: end the current round and stop
   std::vector<RoundRecord>* records = nullptr;       ///< this run's records, for the plots
   std::function<void(const RoundRecord&)> on_round;  ///< called after each record is written (tests, tools)
+  MpiCommunicator* mpi = nullptr;  ///< MPI engine: the run's communicator (this rank's workers); null in-process
+  bool evaluate = true;            ///< evaluate F at the averaged point (MPI engine: rank 0 only)
 };
+
+namespace detail {
+
+/// MPI engine: element-wise max over ranks of a few reporting numbers (batch sizes, the SIGINT flag). Not
+/// the run's traffic, so not counted in MpiCommunicator::traffic(). Identity in one process.
+inline void max_over_ranks([[maybe_unused]] const RunEnv& env, [[maybe_unused]] std::span<double> v) {
+#if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
+  if (env.mpi && env.mpi->ranks() > 1)
+    MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_MAX, env.mpi->mpi_comm());
+#endif
+}
+
+/// As max_over_ranks, the sum (of integers here, so exact in any order).
+inline void sum_over_ranks([[maybe_unused]] const RunEnv& env, [[maybe_unused]] std::span<double> v) {
+#if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
+  if (env.mpi && env.mpi->ranks() > 1)
+    MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_SUM, env.mpi->mpi_comm());
+#endif
+}
+
+}  // namespace detail
 
 /// Loss and squared gradient norm of F at x over all samples. The samples are cut into a fixed number of
 /// chunks whatever the thread count, and the chunk results are summed in chunk order, so the value is
@@ -141,7 +173,10 @@ class RoundObserver {
     }
     if (m_env.progress)
       m_env.progress->update(s.metrics.samples, s.metrics.steps, s.round, m_last_loss ? *m_last_loss : s.batch_loss);
-    return !(m_env.interrupt && m_env.interrupt->load());
+    // under MPI every rank must stop at the same sync: stop when any rank saw SIGINT
+    double interrupted[1] = {m_env.interrupt && m_env.interrupt->load() ? 1.0 : 0.0};
+    detail::max_over_ranks(m_env, interrupted);
+    return interrupted[0] == 0.0;
   }
 
   void on_end(const RunState& s) {
@@ -188,13 +223,20 @@ class RoundObserver {
         r.batch_max = std::max(r.batch_max, b);
         sum += static_cast<double>(b);
       }
-      r.batch_mean = sum / static_cast<double>(s.batch_sizes.size());
+      // under MPI this rank sees only its workers' sizes: reduce them (integers: exact, as in one process)
+      double extremes[2] = {static_cast<double>(r.batch_max), -static_cast<double>(r.batch_min)};
+      double totals[2] = {sum, static_cast<double>(s.batch_sizes.size())};
+      detail::max_over_ranks(m_env, extremes);
+      detail::sum_over_ranks(m_env, totals);
+      r.batch_max = static_cast<Index>(extremes[0]);
+      r.batch_min = static_cast<Index>(-extremes[1]);
+      r.batch_mean = totals[0] / totals[1];
     }
     return r;
   }
 
   void evaluate(RoundRecord& r, ConstVectorRef x) {
-    if (!x.allFinite()) return;
+    if (!m_env.evaluate || !x.allFinite()) return;
     const auto [loss, gsq] = m_eval(x, true);
     r.loss = loss;
     r.grad_norm_sq = gsq;
@@ -238,7 +280,12 @@ template <class Obj>
 VariantSummary run_variant(const Obj& train, const Obj* test, const Problem& problem, const RunConfig& cfg,
                            ConfiguredMethod& method, RunEnv& env) {
   RoundObserver<Obj> observer(cfg, train, test, problem, method, env);
+#if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
+  const RunResult result =
+      env.mpi ? method.run_with(*env.mpi, train, problem.x0, observer) : method.run(train, problem.x0, observer);
+#else
   const RunResult result = method.run(train, problem.x0, observer);
+#endif
   VariantSummary s;
   s.name = cfg.name();
   s.message = result.message;
@@ -256,6 +303,12 @@ VariantSummary run_variant(const Obj& train, const Obj* test, const Problem& pro
   s.sim_time_10g_s = result.metrics.compute_time_s + method.cost_model().other_comm_seconds(0);
   s.sim_time_100g_s = result.metrics.compute_time_s + method.cost_model().other_comm_seconds(1);
   s.wall_time_s = observer.wall_seconds();
+#if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
+  if (env.mpi) {
+    const MpiTraffic& t = env.mpi->traffic();
+    s.mpi = MpiSummary{env.mpi->ranks(), to_string(env.mpi->reduction()), t.collectives, t.payload_bytes, t.wire_bytes};
+  }
+#endif
   if (const auto& last = observer.last()) {
     s.batch_min = last->batch_min;
     s.batch_mean = last->batch_mean;

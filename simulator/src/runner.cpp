@@ -1,21 +1,97 @@
 #include "runner.hpp"
 
+#include <climits>
+#include <cstdint>
+#include <exception>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
+#include <tuple>
 
 #include "build.hpp"
 #include "progress.hpp"
 #include "run_variant.hpp"
 
+#if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
+#include "lgm/comm/mpi.hpp"
+#define LGM_SIM_MPI 1
+#else
+#define LGM_SIM_MPI 0
+#endif
+
 namespace lgm::sim {
 
+bool mpi_engine_available() noexcept { return LGM_SIM_MPI != 0; }
+
 namespace {
+
+/// This process's rank and the number of ranks: (0, 1) unless MPI is initialized and not yet finalized.
+std::pair<int, int> world_rank_and_size() {
+#if LGM_SIM_MPI
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) {
+    int rank = 0, size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    return {rank, size};
+  }
+#endif
+  return {0, 1};
+}
+
+/// MPI engine: true when `mine` holds on any rank (identity in one process).
+bool on_any_rank(bool mine, int ranks) {
+#if LGM_SIM_MPI
+  if (ranks > 1) {
+    int v = mine ? 1 : 0;
+    MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return v != 0;
+  }
+#else
+  (void)ranks;
+#endif
+  return mine;
+}
+
+int exit_code_of(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const ConfigError&) {
+    return kExitBadInput;
+  } catch (const DataError&) {
+    return kExitBadInput;
+  } catch (const PeerRankFailed& e) {
+    return e.code;
+  } catch (...) {
+    return kExitRunFailed;
+  }
+}
+
+/// MPI engine checks before loading anything: M/P workers per rank, hierarchical groups inside a rank.
+void check_mpi_layout(const ExperimentConfig& experiment, int ranks) {
+  for (const RunConfig& cfg : experiment.runs) {
+    const Index M = cfg.integer("run.workers");
+    const std::string where = " (variant " + cfg.name() + ")";
+    if (M % ranks != 0)
+      throw ConfigError("run.workers" + where, lgm::detail::to_text(M),
+                        "a multiple of the number of MPI ranks P = " + lgm::detail::to_text(ranks) +
+                            " (the MPI engine puts M/P workers on each rank)");
+    const Index group = cfg.integer("sync.group_size");
+    if (cfg.text("sync.type") == "hierarchical" && (M / ranks) % group != 0)
+      throw ConfigError("sync.group_size" + where, lgm::detail::to_text(group),
+                        "a divisor of run.workers / P = " + lgm::detail::to_text(M / ranks) +
+                            " under the MPI engine (a group must not span ranks)");
+  }
+}
 
 struct PreparedRun {
   std::shared_ptr<const Problem> problem;
   std::unique_ptr<ConfiguredMethod> method;
+  bool measured = false;  ///< compute.seconds_per_sample was measured on this machine
 };
 
 /// Loads each distinct problem once, resolves measured compute costs, builds and validates every method.
@@ -30,7 +106,8 @@ std::vector<PreparedRun> prepare(ExperimentConfig& experiment, std::ostream* log
       if (log) *log << "lgm-sim: loading " << cfg.text("problem.type") << " on " << cfg.text("problem.data") << "\n";
       problem = build_problem(cfg);
     }
-    if (cfg.flag("compute.measure")) {
+    const bool measure = cfg.flag("compute.measure");
+    if (measure) {
       // measured once per problem; the value goes into the resolved config, so a rerun of config.toml
       // charges exactly the same simulated time (bitwise reproducible metrics)
       auto it = measured.find(key);
@@ -41,9 +118,45 @@ std::vector<PreparedRun> prepare(ExperimentConfig& experiment, std::ostream* log
       cfg.set("compute.seconds_per_sample", v.str());
       cfg.set("compute.measure", "false");
     }
-    prepared.push_back({problem, std::make_unique<ConfiguredMethod>(build_method(cfg, *problem))});
+    prepared.push_back({problem, std::make_unique<ConfiguredMethod>(build_method(cfg, *problem)), measure});
   }
   return prepared;
+}
+
+/// MPI engine: every rank uses rank 0's measured compute cost (so ranks charge the same simulated time and
+/// config.toml reproduces the run), and every rank must run the same resolved configuration.
+void agree_on_configuration([[maybe_unused]] ExperimentConfig& experiment,
+                            [[maybe_unused]] std::vector<PreparedRun>& prepared, [[maybe_unused]] int rank, int ranks) {
+  if (ranks <= 1) return;
+#if LGM_SIM_MPI
+  std::vector<double> costs;
+  for (size_t i = 0; i < prepared.size(); ++i)
+    if (prepared[i].measured) costs.push_back(experiment.runs[i].number("compute.seconds_per_sample"));
+  if (!costs.empty()) MPI_Bcast(costs.data(), static_cast<int>(costs.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  run_on_all_ranks([&] {
+    size_t next = 0;
+    for (size_t i = 0; i < prepared.size(); ++i) {
+      if (!prepared[i].measured) continue;
+      std::ostringstream v;
+      v.precision(17);
+      v << costs[next++];
+      RunConfig& cfg = experiment.runs[i];
+      cfg.set("compute.seconds_per_sample", v.str());
+      prepared[i].method = std::make_unique<ConfiguredMethod>(build_method(cfg, *prepared[i].problem));
+    }
+  });
+  // FNV-1a of the resolved configuration; min and max over ranks in one MPI_MAX call (max of ~h = ~min)
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : experiment_to_toml(experiment)) h = (h ^ c) * 1099511628211ull;
+  unsigned long long both[2] = {h, ~h};
+  MPI_Allreduce(MPI_IN_PLACE, both, 2, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+  const bool same = both[0] == h && ~both[1] == h;
+  run_on_all_ranks([&] {
+    if (!same)
+      throw ConfigError("configuration", "different on rank " + lgm::detail::to_text(rank),
+                        "the same file, --set options and data on every MPI rank");
+  });
+#endif
 }
 
 VariantSummary run_one(const RunConfig& cfg, PreparedRun& run, RunEnv& env) {
@@ -85,6 +198,28 @@ std::string experiment_to_toml(const ExperimentConfig& experiment) {
   return os.str();
 }
 
+void run_on_all_ranks(const std::function<void()>& phase) {
+  const auto [rank, ranks] = world_rank_and_size();
+  if (ranks <= 1) {
+    phase();
+    return;
+  }
+#if LGM_SIM_MPI
+  std::exception_ptr error;
+  try {
+    phase();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  // the lowest failing rank and its exit status, as rank · 256 + status (INT_MAX: none failed)
+  int key = error ? rank * 256 + exit_code_of(error) : INT_MAX;
+  MPI_Allreduce(MPI_IN_PLACE, &key, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (key == INT_MAX) return;
+  if (key / 256 == rank) std::rethrow_exception(error);
+  throw PeerRankFailed(key / 256, key % 256);
+#endif
+}
+
 void validate_experiment(const ExperimentConfig& experiment) {
   ExperimentConfig copy = experiment;
   for (RunConfig& cfg : copy.runs) cfg.set("compute.measure", "false");  // validate does not time anything
@@ -94,16 +229,33 @@ void validate_experiment(const ExperimentConfig& experiment) {
 ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOptions& options) {
   std::ostream& log = options.log ? *options.log : std::cerr;
   std::ostream& table = options.table ? *options.table : std::cout;
-  std::vector<PreparedRun> prepared = prepare(experiment, options.quiet ? nullptr : &log);
+  const bool use_mpi = options.engine == Engine::mpi;
+  if (use_mpi && !mpi_engine_available())
+    throw ConfigError("--engine", "mpi",
+                      "in_process (this lgm-sim was built without MPI; configure with -DLGM_WITH_MPI=ON where Open "
+                      "MPI is installed: libopenmpi-dev, openmpi-bin)");
+  // under MPI every rank loads the data and runs its M/P workers; rank 0 alone prints and writes the outputs
+  int rank = 0, ranks = 1;  // plain ints: the lambdas below capture them
+  if (use_mpi) std::tie(rank, ranks) = world_rank_and_size();
+  const bool root = rank == 0;
+  std::vector<PreparedRun> prepared;
+  run_on_all_ranks([&] {
+    if (use_mpi) check_mpi_layout(experiment, ranks);
+    prepared = prepare(experiment, options.quiet || !root ? nullptr : &log);
+  });
+  agree_on_configuration(experiment, prepared, rank, ranks);
 
-  std::filesystem::create_directories(options.out_dir);
-  {
+  std::optional<MetricsWriter> metrics_file;
+  run_on_all_ranks([&] {
+    if (!root) return;
+    std::filesystem::create_directories(options.out_dir);
     std::ofstream f(options.out_dir / "config.toml");
     f << experiment_to_toml(experiment);
     if (!f) throw std::runtime_error("cannot write " + (options.out_dir / "config.toml").string());
-  }
-  MetricsWriter metrics(options.out_dir / "metrics.jsonl");
-  Progress progress(log, options.quiet, detect_terminal(stderr));
+    metrics_file.emplace(options.out_dir / "metrics.jsonl");
+  });
+  MetricsWriter* metrics = metrics_file ? &*metrics_file : nullptr;
+  Progress progress(log, options.quiet || !root, detect_terminal(stderr));
 
   ExperimentOutcome outcome;
   ExperimentSummary& summary = outcome.summary;
@@ -114,25 +266,39 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
 
   const Index count = static_cast<Index>(experiment.runs.size());
   for (Index i = 0; i < count; ++i) {
-    if (options.interrupt && options.interrupt->load()) {
+    if (on_any_rank(options.interrupt && options.interrupt->load(), ranks)) {
       summary.interrupted = true;
       break;
     }
     const RunConfig& cfg = experiment.runs[static_cast<size_t>(i)];
     records.emplace_back();
-    RunEnv env{&metrics, &progress, options.interrupt, &records.back(), options.on_round};
+    RunEnv env{metrics, &progress, options.interrupt, &records.back(), root ? options.on_round : nullptr};
+#if LGM_SIM_MPI
+    std::optional<MpiCommunicator> comm;
+    if (use_mpi) {
+      ConfiguredMethod& method = *prepared[static_cast<size_t>(i)].method;
+      comm.emplace(method.options().workers, options.mpi_ordered ? MpiReduction::ordered : MpiReduction::allreduce,
+                   MPI_COMM_WORLD, method.options().threads);
+      env.mpi = &*comm;
+      env.evaluate = root;
+    }
+#endif
     progress.begin_run(cfg.name(), i, count, cfg.integer("run.max_samples"), cfg.integer("run.max_steps"));
     VariantSummary s;
     try {
       s = run_one(cfg, prepared[static_cast<size_t>(i)], env);
     } catch (const std::exception& e) {
+#if LGM_SIM_MPI
+      // the other ranks wait in a collective this rank will not join: end them all, with this rank's message
+      if (ranks > 1) abort_all_ranks("run '" + cfg.name() + "' failed: " + e.what(), kExitRunFailed, "lgm-sim");
+#endif
       // one failing run does not take the others down; its metrics lines so far stay in the file
       s.name = cfg.name();
       s.status = RunStatus::failed;
       s.message = e.what();
     }
     progress.end_run(s);
-    if (s.status == RunStatus::diverged || s.status == RunStatus::failed)
+    if (root && (s.status == RunStatus::diverged || s.status == RunStatus::failed))
       progress.message("lgm-sim: run '" + s.name + "' " + to_string(s.status) + ": " + s.message);
     summary.variants.push_back(std::move(s));
     if (summary.variants.back().status == RunStatus::interrupted) {
@@ -141,14 +307,16 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
     }
   }
 
-  write_summary_json(options.out_dir / "summary.json", summary);
-  write_summary_markdown(options.out_dir / "summary.md", summary);
-  table << "\n" << summary_table_markdown(summary) << "\n";
-  if (options.plots) {
-    outcome.plots = make_plots(options.out_dir, records, options.gnuplot);
-    progress.message("lgm-sim: " + outcome.plots.message);
+  if (root) {
+    write_summary_json(options.out_dir / "summary.json", summary);
+    write_summary_markdown(options.out_dir / "summary.md", summary);
+    table << "\n" << summary_table_markdown(summary) << "\n";
+    if (options.plots) {
+      outcome.plots = make_plots(options.out_dir, records, options.gnuplot);
+      progress.message("lgm-sim: " + outcome.plots.message);
+    }
+    progress.message("lgm-sim: outputs in " + options.out_dir.string());
   }
-  progress.message("lgm-sim: outputs in " + options.out_dir.string());
 
   if (summary.interrupted) {
     outcome.exit_code = kExitInterrupted;

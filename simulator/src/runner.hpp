@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <iosfwd>
+#include <stdexcept>
 #include <string>
 
 #include "config.hpp"
@@ -13,6 +14,15 @@
 #include "report.hpp"
 
 namespace lgm::sim {
+
+/// Where the workers of a run live (docs/mpi.md).
+enum class Engine {
+  in_process,  ///< all M workers in this process (the default)
+  mpi          ///< M workers over the P ranks of MPI_COMM_WORLD, M/P per rank; rank 0 writes the outputs
+};
+
+/// True when this lgm-sim was built with the MPI engine (CMake LGM_HAVE_MPI).
+bool mpi_engine_available() noexcept;
 
 struct RunnerOptions {
   std::filesystem::path out_dir;                     ///< where the outputs go (created)
@@ -23,7 +33,25 @@ struct RunnerOptions {
   std::ostream* table = nullptr;                     ///< where the comparison table is printed (default: std::cout)
   const std::atomic<bool>* interrupt = nullptr;      ///< set asynchronously (SIGINT) to stop after the current round
   std::function<void(const RoundRecord&)> on_round;  ///< called after every metrics line is written
+  Engine engine = Engine::in_process;                ///< mpi: the caller has initialized MPI
+  bool mpi_ordered = false;  ///< mpi: MpiReduction::ordered (bitwise equal to in_process) instead of allreduce
 };
+
+/// MPI engine: another rank failed in a phase all ranks pass together (loading, checking, writing the
+/// configuration). This rank ends quietly with `exit_code`; the failed rank reported the error.
+class PeerRankFailed : public std::runtime_error {
+ public:
+  PeerRankFailed(int failed_rank, int exit_code)
+      : std::runtime_error("rank " + std::to_string(failed_rank) + " failed"), rank(failed_rank), code(exit_code) {}
+  int rank;
+  int code;
+};
+
+/// Runs `phase` on this process. Under the MPI engine (MPI initialized, more than one rank) the ranks then
+/// agree: if `phase` threw on any rank, the lowest such rank rethrows its exception and the others throw
+/// PeerRankFailed, so that all ranks leave together and the error is printed once. `phase` must not
+/// communicate.
+void run_on_all_ranks(const std::function<void()>& phase);
 
 /// Exit statuses of `lgm-sim run`.
 enum ExitCode : int { kExitOk = 0, kExitRunFailed = 1, kExitBadInput = 2, kExitInterrupted = 130 };

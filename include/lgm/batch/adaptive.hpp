@@ -280,12 +280,21 @@ class AdaptiveBatch {
           population_moments(ctx.objective, x, ctx.all_indices, ws, scratch.col(2 * m), scratch.col(2 * m + 1)));
     const auto g = ctx.G.col(m);
     const double gns = g.squaredNorm();
-    BatchStatistics skipped;
-    skipped.grad_norm_sq = gns;
-    if (!(gns >= m_options.tiny_grad_norm_sq)) return skipped;  // record() skips it; spare the moments
+    BatchStatistics st;
+    st.grad_norm_sq = gns;
+    if (!(gns >= m_options.tiny_grad_norm_sq)) return st;  // record() skips it; spare the moments
     const IndexSpan batch = ctx.batches[static_cast<size_t>(m)];
-    if (m_options.estimator == Estimator::per_sample)  // §3.2 cheap forms, moments along g at x^m
+    if (m_options.estimator == Estimator::per_sample) {  // §3.2 cheap forms, moments along g at x^m
+      if constexpr (Test::variance_only) {
+        // the norm test needs only S², i.e. Σ‖g_i‖²: the objective may keep it from the gradient pass
+        SampleMoments s;
+        s.sum_sq_norm = sample_sq_norm_sum(ctx.objective, x, batch, g, ws, scratch.col(2 * m));
+        s.count = static_cast<Index>(batch.size());
+        st.variance = sample_variance(s, gns);
+        return st;
+      }
       return sample_statistics(sample_moments(ctx.objective, x, batch, g, ws, scratch.col(2 * m)), gns);
+    }
     // §3.3-3: contiguous micro-batches, sizes differing by at most one
     const auto n = static_cast<Index>(batch.size());
     const Index parts = std::min(m_options.micro_batches, n);

@@ -39,6 +39,29 @@ SampleMoments sample_moments(const Obj& obj, ConstVectorRef x, IndexSpan batch, 
   }
 }
 
+/// An objective that gives Σ‖g_i‖² over a batch in closed form, which is all the norm test needs (reference
+/// §3.2). The linear models and softmax keep the per-sample terms of their last gradient() in the workspace,
+/// so that right after the gradient this costs O(b + d) instead of a second pass over the batch's features.
+template <class O>
+concept HasClosedFormSqNormSum = Objective<O> &&
+    requires(const O& o, typename O::Workspace& ws, ConstVectorRef x, IndexSpan b) {
+  { o.sample_sq_norm_sum(x, b, ws) } -> std::same_as<double>;
+};
+
+/// Σ‖g_i‖² over the batch: the objective's own form when it has one, else the sum_sq_norm of sample_moments
+/// (closed form or per-sample loop; `v` is any vector of size d, e.g. the batch gradient).
+template <Objective Obj>
+double sample_sq_norm_sum(const Obj& obj, ConstVectorRef x, IndexSpan batch, ConstVectorRef v,
+                          typename Obj::Workspace& ws, VectorRef scratch) {
+  if constexpr (HasClosedFormSqNormSum<Obj>) {
+    (void)v;
+    (void)scratch;
+    return obj.sample_sq_norm_sum(x, batch, ws);
+  } else {
+    return sample_moments(obj, x, batch, v, ws, scratch).sum_sq_norm;
+  }
+}
+
 /// Population statistics at x over the whole data set, sampled uniformly (reference §3.1):
 /// grad_norm_sq = ‖∇F‖², variance = σ²(x) = E‖∇f_i − ∇F‖², ip_variance = Var⟨∇f_i, ∇F⟩,
 /// orth_variance = E‖∇f_i − (⟨∇f_i,∇F⟩/‖∇F‖²)∇F‖².

@@ -6,6 +6,7 @@
 #include <Eigen/Core>
 #include <Eigen/Eigenvalues>
 #include <Eigen/QR>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -206,6 +207,33 @@ inline Vector log_spaced(Index n, double lo, double hi) {
   v[n - 1] = hi;
   return v;
 }
+
+/// The per-sample terms of Σ‖∇f_i‖² that an objective's gradient() computes on the way, with the objective, point
+/// and batch they belong to. The norm test needs only that sum right after the gradient (reference §3.2); keeping
+/// the terms spares a second pass over the batch's features (the step's dominant memory traffic). Valid only for
+/// the same objective, x and batch, compared exactly; any other call recomputes.
+struct SqNormCache {
+  const void* owner = nullptr;
+  Vector x;
+  std::vector<Index> batch;
+  std::vector<double> terms;  ///< terms[k] for batch[k], without the regularizer's constant ‖∇R(x)‖²
+
+  /// Makes room for a batch of b (allocates only when b grows) and invalidates the cache while it is filled.
+  double* begin_fill(Index b) {
+    owner = nullptr;
+    if (terms.size() < static_cast<std::size_t>(b)) terms.resize(static_cast<std::size_t>(b));
+    return terms.data();
+  }
+  void end_fill(const void* objective, ConstVectorRef point, IndexSpan b) {
+    x = point;  // no allocation once x has the size d
+    batch.assign(b.begin(), b.end());
+    owner = objective;
+  }
+  bool matches(const void* objective, ConstVectorRef point, IndexSpan b) const {
+    return owner == objective && batch.size() == b.size() && x.size() == point.size() &&
+           std::equal(b.begin(), b.end(), batch.begin()) && x == point;
+  }
+};
 
 /// Numerically stable logistic function σ(t) = 1/(1 + e^{−t}).
 inline double sigmoid(double t) {

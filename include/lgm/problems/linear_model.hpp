@@ -7,6 +7,7 @@
 
 #include <cassert>
 #include <cmath>
+#include <cstddef>
 #include <utility>
 
 #include "lgm/core/types.hpp"
@@ -42,6 +43,8 @@ struct L2Regularizer {
   void gradient(ConstVectorRef x, VectorRef c) const { c = lambda * x; }
   /// ⟨a_i, ∇R(x)⟩ = λ a_iᵀx = λ z_i: free, z_i is already known.
   double feature_dot(ConstVectorRef /*a*/, double z, ConstVectorRef /*c*/) const { return lambda * z; }
+  /// feature_dot needs no pass over a_i, so the gradient keeps the per-sample norm terms for the norm test.
+  static constexpr bool free_feature_dot = true;
 };
 
 /// R(x) = λ Σ_j x_j²/(1 + x_j²) (nonconvex), ∂R/∂x_j = 2λ x_j/(1 + x_j²)².
@@ -63,6 +66,7 @@ struct NonconvexRegularizer {
     for (Index j = 0; j < x.size(); ++j) c[j] = partial(lambda, x[j]);
   }
   double feature_dot(ConstVectorRef a, double /*z*/, ConstVectorRef c) const { return a.dot(c); }
+  static constexpr bool free_feature_dot = false;
 };
 
 /// A finite sum of f_i(x) = φ(a_iᵀx; y_i) + R(x) over the columns a_i of a d × N feature matrix. Models
@@ -70,14 +74,17 @@ struct NonconvexRegularizer {
 template <class Loss, class Reg>
 class LinearModel {
  public:
-  /// Scratch for sample_moments: c = ∇R(x).
+  /// Scratch for sample_moments: c = ∇R(x); the norm terms of the last gradient (SqNormCache).
   struct Workspace {
     Vector reg_grad;
+    SqNormCache norms;
   };
 
   Index dim() const noexcept { return m_features.rows(); }
   Index num_samples() const noexcept { return m_features.cols(); }
-  Workspace make_workspace() const { return Workspace{Vector::Zero(dim())}; }
+  Workspace make_workspace() const {
+    return Workspace{Vector::Zero(dim()), SqNormCache{nullptr, Vector::Zero(dim()), {}, {}}};
+  }
 
   /// d × N, column i = a_i.
   const Matrix& features() const noexcept { return m_features; }
@@ -93,15 +100,24 @@ class LinearModel {
   }
 
   /// g = (1/b) Σ_{i∈batch} ∇f_i(x); returns the mean loss.
-  double gradient(ConstVectorRef x, IndexSpan batch, VectorRef g, Workspace& /*ws*/) const {
+  /// With a regularizer whose feature_dot is free (L2), also keeps r_i²‖a_i‖² + 2r_i⟨a_i, c⟩ per sample in
+  /// ws.norms for sample_sq_norm_sum (a few flops per sample, no extra pass over a_i).
+  double gradient(ConstVectorRef x, IndexSpan batch, VectorRef g, Workspace& ws) const {
     assert(x.size() == dim() && g.size() == dim() && !batch.empty());
     g.setZero();
     double sum = 0.0, deriv = 0.0;
-    for (Index i : batch) {
+    [[maybe_unused]] double* terms = nullptr;
+    if constexpr (Reg::free_feature_dot) terms = ws.norms.begin_fill(static_cast<Index>(batch.size()));
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      const Index i = batch[k];
       const auto a = m_features.col(i);
-      sum += Loss::eval(a.dot(x), m_targets[i], deriv);
+      const double z = a.dot(x);
+      sum += Loss::eval(z, m_targets[i], deriv);
       g += deriv * a;
+      if constexpr (Reg::free_feature_dot)
+        terms[k] = deriv * deriv * m_sq_norms[i] + 2.0 * deriv * m_reg.feature_dot(a, z, ws.reg_grad);
     }
+    if constexpr (Reg::free_feature_dot) ws.norms.end_fill(this, x, batch);
     const double inv_b = 1.0 / static_cast<double>(batch.size());
     g *= inv_b;
     m_reg.add_gradient(x, g);
@@ -128,7 +144,8 @@ class LinearModel {
     const double cv = c.dot(v);
     SampleMoments s;
     double deriv = 0.0;
-    for (Index i : batch) {
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      const Index i = batch[k];
       const auto a = m_features.col(i);
       const double z = a.dot(x);
       Loss::eval(z, m_targets[i], deriv);
@@ -139,6 +156,31 @@ class LinearModel {
     }
     s.count = static_cast<Index>(batch.size());
     return s;
+  }
+
+  /// Σ‖∇f_i‖² over the batch (the norm test's statistic; the sum_sq_norm of sample_moments, bit for bit): from the
+  /// terms the last gradient() kept when x and the batch are the same, else by one pass over the batch.
+  double sample_sq_norm_sum(ConstVectorRef x, IndexSpan batch, Workspace& ws) const {
+    assert(x.size() == dim());
+    VectorRef c = ws.reg_grad;
+    m_reg.gradient(x, c);
+    const double cc = c.squaredNorm();
+    double sum = 0.0;
+    if constexpr (Reg::free_feature_dot) {
+      if (ws.norms.matches(this, x, batch)) {
+        for (std::size_t k = 0; k < batch.size(); ++k) sum += ws.norms.terms[k] + cc;
+        return sum;
+      }
+    }
+    double deriv = 0.0;
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      const Index i = batch[k];
+      const auto a = m_features.col(i);
+      const double z = a.dot(x);
+      Loss::eval(z, m_targets[i], deriv);
+      sum += deriv * deriv * m_sq_norms[i] + 2.0 * deriv * m_reg.feature_dot(a, z, c) + cc;
+    }
+    return sum;
   }
 
  protected:

@@ -12,6 +12,7 @@
 #include <Eigen/Core>
 #include <cassert>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -78,11 +79,13 @@ struct SoftmaxOptions {
 /// is given only as an upper bound, `smoothness_bound()`, so it never passes for an exact L (HasSmoothness).
 class Softmax {
  public:
-  /// Scratch of C entries each: logits z = Wa, δ = p − e_y, and V a for the moments.
+  /// Scratch of C entries each: logits z = Wa, δ = p − e_y, and V a for the moments; the norm terms of the last
+  /// gradient (SqNormCache).
   struct Workspace {
     Vector logits;
     Vector delta;
     Vector proj;
+    detail::SqNormCache norms;
   };
 
   /// `features` d × N (column i = a_i); `labels` N entries in [0, classes − 1]; classes = C >= 2; λ >= 0.
@@ -112,7 +115,8 @@ class Softmax {
   const std::vector<Index>& labels() const noexcept { return m_labels; }
 
   Workspace make_workspace() const {
-    return Workspace{Vector::Zero(m_classes), Vector::Zero(m_classes), Vector::Zero(m_classes)};
+    return Workspace{Vector::Zero(m_classes), Vector::Zero(m_classes), Vector::Zero(m_classes),
+                     detail::SqNormCache{nullptr, Vector::Zero(dim()), {}, {}}};
   }
 
   /// (1/b) Σ_{i∈batch} f_i(x).
@@ -123,15 +127,20 @@ class Softmax {
     return sum / static_cast<double>(batch.size()) + regularizer(x);
   }
 
-  /// g = (1/b) Σ_{i∈batch} ∇f_i(x); returns the mean loss.
+  /// g = (1/b) Σ_{i∈batch} ∇f_i(x); returns the mean loss. Also keeps ‖δ_i‖²‖a_i‖² + 2λ δ_iᵀ(Wa_i) per sample
+  /// in ws.norms for sample_sq_norm_sum (O(C) per sample, no extra pass over a_i).
   double gradient(ConstVectorRef x, IndexSpan batch, VectorRef g, Workspace& ws) const {
     assert(x.size() == dim() && g.size() == dim() && !batch.empty());
     g.setZero();
     double sum = 0.0;
-    for (Index i : batch) {
+    double* terms = ws.norms.begin_fill(static_cast<Index>(batch.size()));
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      const Index i = batch[k];
       sum += forward(x, i, ws);
       add_outer(i, ws, g);
+      terms[k] = norm_term(i, ws);
     }
+    ws.norms.end_fill(this, x, batch);
     const double inv_b = 1.0 / static_cast<double>(batch.size());
     g *= inv_b;
     if (m_lambda != 0.0) g += m_lambda * x;
@@ -155,16 +164,34 @@ class Softmax {
     const double xx = m_lambda * m_lambda * x.squaredNorm();
     const double xv = m_lambda * x.dot(v);
     SampleMoments s;
-    for (Index i : batch) {
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      const Index i = batch[k];
       forward(x, i, ws);
       ws.proj.noalias() = vt.transpose() * m_features.col(i);
       const double p = ws.delta.dot(ws.proj) + xv;
-      s.sum_sq_norm += ws.delta.squaredNorm() * m_sq_norms[i] + 2.0 * m_lambda * ws.delta.dot(ws.logits) + xx;
+      s.sum_sq_norm += norm_term(i, ws) + xx;
       s.sum_proj += p;
       s.sum_proj_sq += p * p;
     }
     s.count = static_cast<Index>(batch.size());
     return s;
+  }
+
+  /// Σ‖∇f_i‖² over the batch (the norm test's statistic; the sum_sq_norm of sample_moments, bit for bit): from the
+  /// terms the last gradient() kept when x and the batch are the same, else by one forward pass over the batch.
+  double sample_sq_norm_sum(ConstVectorRef x, IndexSpan batch, Workspace& ws) const {
+    assert(x.size() == dim());
+    const double xx = m_lambda * m_lambda * x.squaredNorm();
+    double sum = 0.0;
+    if (ws.norms.matches(this, x, batch)) {
+      for (std::size_t k = 0; k < batch.size(); ++k) sum += ws.norms.terms[k] + xx;
+      return sum;
+    }
+    for (Index i : batch) {
+      forward(x, i, ws);
+      sum += norm_term(i, ws) + xx;
+    }
+    return sum;
   }
 
   /// ½ λ_max(AAᵀ)/N + λ >= L (exact for C = 2).
@@ -202,6 +229,11 @@ class Softmax {
     const Index d = num_features();
     const auto a = m_features.col(i);
     for (Index c = 0; c < m_classes; ++c) g.segment(c * d, d) += ws.delta[c] * a;
+  }
+
+  /// ‖∇f_i‖² − λ²‖x‖² = ‖δ_i‖²‖a_i‖² + 2λ δ_iᵀ(Wa_i), from the workspace after forward(x, i, ws).
+  double norm_term(Index i, const Workspace& ws) const {
+    return ws.delta.squaredNorm() * m_sq_norms[i] + 2.0 * m_lambda * ws.delta.dot(ws.logits);
   }
 
   double regularizer(ConstVectorRef x) const { return m_lambda == 0.0 ? 0.0 : 0.5 * m_lambda * x.squaredNorm(); }

@@ -83,6 +83,30 @@ Index sync_payload_elements(const Rule& rule, Index d) {
   }
 }
 
+/// Mean over all M workers of one number per worker (`local`: this process's), summed from 0 in worker order
+/// in one process. A communicator may provide worker_mean (the MPI one gathers the numbers to keep that order).
+template <class Comm>
+double worker_mean(Comm& comm, std::span<const double> local) {
+  if constexpr (requires { comm.worker_mean(local); }) {
+    return comm.worker_mean(local);
+  } else {
+    double sums[1] = {0.0};
+    for (double v : local) sums[0] += v;
+    comm.allreduce_sum(std::span<double>(sums, 1));
+    return sums[0] / static_cast<double>(comm.size());
+  }
+}
+
+/// True for communicators whose averages cross processes: the driver then packs the parameters and the
+/// averaged optimizer-state fields of a global sync into one message (one all-reduce instead of 1 + F).
+template <class Comm>
+constexpr bool packs_sync_message() {
+  if constexpr (requires { Comm::crosses_processes; })
+    return Comm::crosses_processes;
+  else
+    return false;
+}
+
 }  // namespace detail
 
 /// A local gradient method: M workers, each taking H local optimizer steps on its own minibatches
@@ -217,6 +241,11 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
   std::vector<Index> sizes(static_cast<size_t>(M_local)), step_sizes(static_cast<size_t>(M_local));
   std::vector<double> losses(static_cast<size_t>(M_local)), round_compute(static_cast<size_t>(M_local));
   for (Index m = 0; m < M_local; ++m) sizes[static_cast<size_t>(m)] = m_batch.batch_size(m);
+  // across processes, a global sync sends [x; averaged state fields] as one d·(1 + F) × M_local message
+  const Index fields = m_opt.averaged_field_count();
+  const bool pack = detail::packs_sync_message<Comm>() && fields > 0;
+  Matrix packed(pack ? d * (1 + fields) : 0, pack ? M_local : 0);
+  Vector packed_mean(pack ? d * (1 + fields) : 0);
 
   Metrics metrics;
   RunResult result;
@@ -293,11 +322,7 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
         round_compute[static_cast<size_t>(m)] += m_cost.compute_seconds(first + m, step_sizes[static_cast<size_t>(m)]);
       }
 
-      double local_loss = 0.0;
-      for (Index m = 0; m < M_local; ++m) local_loss += losses[static_cast<size_t>(m)];
-      double sums[1] = {local_loss};
-      comm.allreduce_sum(std::span<double>(sums, 1));
-      batch_loss = sums[0] / static_cast<double>(M);
+      batch_loss = detail::worker_mean(comm, std::span<const double>(losses));
       metrics.samples += static_cast<Index>(totals[0]);
       ++metrics.steps;
       for (Index m = 0; m < M_local; ++m) {
@@ -326,6 +351,27 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
     Index payload = d;
     if (plan.average_gradients) {
       // parameters and states are already identical: the gradient all-reduce was the communication
+    } else if (plan.scope == SyncScope::global && pack) {
+      // one message: the column mean of the stacked [X; F_1; …; F_F] is the stack of the column means
+      packed.topRows(d) = X;
+      Index row = d;
+      m_opt.for_each_averaged_field(state, [&](MatrixRef F) {
+        packed.middleRows(row, d) = F;
+        row += d;
+      });
+      comm.mean(packed, packed_mean);
+      if constexpr (detail::is_plain_average<Outer>()) {
+        x_sync = packed_mean.head(d);
+      } else {
+        m_outer.apply(x_sync, packed_mean.head(d));
+      }
+      comm.broadcast(x_sync, X);
+      row = d;
+      m_opt.for_each_averaged_field(state, [&](MatrixRef F) {
+        comm.broadcast(packed_mean.segment(row, d), F);
+        row += d;
+      });
+      payload += d * fields;
     } else if (plan.scope == SyncScope::global) {
       comm.mean(X, mean);
       if constexpr (detail::is_plain_average<Outer>()) {
