@@ -14,6 +14,7 @@
 #include "lgm/batch/batch.hpp"
 #include "lgm/comm/in_process.hpp"
 #include "lgm/core/step_context.hpp"
+#include "lgm/run/local_method.hpp"
 
 using namespace lgm;
 
@@ -953,6 +954,146 @@ TEST_CASE("when the test runs: every_step with test_interval, sync_steps (§3.5,
   CHECK(count_tests({.b0 = 4, .test_interval = 4}) == std::vector<Index>{3, 7, 11});
   CHECK(count_tests({.b0 = 4, .when = TestWhen::sync_steps}) == std::vector<Index>{2, 5, 8, 11});
   CHECK(count_tests({.b0 = 4, .when = TestWhen::sync_steps, .test_interval = 2}) == std::vector<Index>{5, 11});
+}
+
+namespace {
+/// Checks A4 of reference §4.1 at every step and worker of a driver run: b_k^m ≥ σ²(x_k^m)/(η²‖∇F(x_k^m)‖²),
+/// with σ² and ∇F from an explicit loop over all samples. on_step reports the sizes step k used (this_step
+/// changes no size after the draw) and the points after it; x_k^m is the point kept from the previous call.
+struct A4Observer {
+  const LeastSquares& obj;
+  double eta;
+  Index b_max;
+  Matrix prev;  // x_k^m
+  std::vector<Index> last, sizes;
+  Index checks = 0, capped = 0, failures = 0, not_minimal = 0, shrunk = 0;
+
+  void on_step(const RunState& s) {
+    for (Index m = 0; m < prev.cols(); ++m) {
+      std::vector<Index> all(static_cast<size_t>(obj.num_samples()));
+      for (Index i = 0; i < obj.num_samples(); ++i) all[static_cast<size_t>(i)] = i;
+      const std::vector<Vector> gi = per_sample_gradients(obj, prev.col(m), all);
+      const Vector grad = mean_of(gi);
+      double var = 0.0;
+      for (const Vector& g : gi) var += (g - grad).squaredNorm();
+      var /= static_cast<double>(gi.size());
+      const double required = var / (eta * eta * grad.squaredNorm());
+      const Index b = s.batch_sizes[static_cast<size_t>(m)];
+      const Index before = last.empty() ? 2 : last[static_cast<size_t>(m)];
+      ++checks;
+      if (b < before) ++shrunk;
+      if (b >= b_max && required > static_cast<double>(b_max)) {
+        ++capped;
+      } else if (static_cast<double>(b) < required * (1.0 - 1e-12)) {
+        ++failures;
+      }
+      // the smallest size that passes, unless the size was already larger (never shrink)
+      if (b != before && static_cast<double>(b) > std::ceil(required * (1.0 + 1e-12)) && b < b_max) ++not_minimal;
+      sizes.push_back(b);
+    }
+    last.assign(s.batch_sizes.begin(), s.batch_sizes.end());
+    prev = s.X;
+  }
+  void on_sync(const RunState& s) { prev = s.X; }  // the averaged point is x_k^m of the next step
+};
+
+using ThisStepMethod = LocalMethod<SGD, ConstantSync, NormTestRule>;
+
+RunResult run_this_step(const LeastSquares& obj, A4Observer& obs, int threads, AdaptiveBatchOptions o,
+                        double eta = 0.5) {
+  ThisStepMethod method(RunOptions{.workers = 3, .max_steps = 30, .threads = threads}, SGD{}, ConstantSync{4},
+                        NormTestRule(o, NormTest{eta}), ConstantLr{.lr = 0.05}, IidSampler(42));
+  Vector x0 = Vector::Constant(obj.dim(), 1.5);
+  obs.prev = Matrix(obj.dim(), 3);
+  for (Index m = 0; m < 3; ++m) obs.prev.col(m) = x0;
+  return method.run(obj, x0, obs);
+}
+}  // namespace
+
+TEST_CASE("apply_at: this_step sizes every step before its draw, so A4 holds at every step (reference §4.1)") {
+  const LeastSquares obj = make_least_squares(4, 60, 21);
+  // harmonize = none: every size is the worker's own requirement (max would raise it to the others')
+  const AdaptiveBatchOptions o{
+      .b_max = 1 << 16, .variance = VarianceMode::exact, .harmonize = Harmonize::none, .apply_at = ApplyAt::this_step};
+  A4Observer one{obj, 0.5, o.b_max, {}, {}, {}};
+  const RunResult r1 = run_this_step(obj, one, 1, o);
+  CHECK(one.checks == 3 * 30);
+  CHECK(one.failures == 0);
+  CHECK(one.capped == 0);
+  CHECK(one.shrunk == 0);
+  CHECK(one.not_minimal == 0);
+  CHECK(*std::max_element(one.sizes.begin(), one.sizes.end()) > 2);  // the test did raise the sizes
+
+  SUBCASE("identical results with 1 and 2 threads") {
+    A4Observer two{obj, 0.5, o.b_max, {}, {}, {}};
+    const RunResult r2 = run_this_step(obj, two, 2, o);
+    CHECK(two.sizes == one.sizes);
+    CHECK(r2.metrics.samples == r1.metrics.samples);
+    CHECK(std::memcmp(r1.x.data(), r2.x.data(), sizeof(double) * static_cast<size_t>(r1.x.size())) == 0);
+    AdaptiveBatchOptions global = o;  // the pooled exact test, at the steps that end with a global sync
+    global.scope = TestScope::global;
+    A4Observer g1{obj, 0.5, o.b_max, {}, {}, {}}, g2{obj, 0.5, o.b_max, {}, {}, {}};
+    const RunResult q1 = run_this_step(obj, g1, 1, global), q2 = run_this_step(obj, g2, 2, global);
+    CHECK(g1.sizes == g2.sizes);
+    CHECK(*std::max_element(g1.sizes.begin(), g1.sizes.end()) > 2);
+    CHECK(std::memcmp(q1.x.data(), q2.x.data(), sizeof(double) * static_cast<size_t>(q1.x.size())) == 0);
+  }
+  SUBCASE("capped at b_max: A4 then fails only where the required size exceeds the cap") {
+    AdaptiveBatchOptions capped = o;
+    capped.b_max = 8;
+    capped.b_min = 2;
+    A4Observer obs{obj, 0.1, capped.b_max, {}, {}, {}};
+    run_this_step(obj, obs, 1, capped, 0.1);
+    CHECK(obs.capped > 0);
+    CHECK(obs.failures == 0);
+    CHECK(*std::max_element(obs.sizes.begin(), obs.sizes.end()) == 8);
+  }
+  SUBCASE("with harmonize = max and test_interval = 2 sizes still only grow") {
+    AdaptiveBatchOptions every2 = o;
+    every2.test_interval = 2;
+    every2.harmonize = Harmonize::max;
+    A4Observer obs{obj, 0.5, o.b_max, {}, {}, {}};
+    run_this_step(obj, obs, 1, every2);
+    CHECK(obs.shrunk == 0);
+  }
+}
+
+TEST_CASE("apply_at: this_step on the rule alone sets the size before the draw, after_gradients keeps it") {
+  const LeastSquares obj = make_least_squares(3, 40, 22);
+  std::mt19937_64 rng(22);
+  Harness<LeastSquares> h(obj, 2);
+  for (Index m = 0; m < 2; ++m) h.X.col(m) = random_vector(3, rng, 2.0);
+  NormTestRule exact_next({.variance = VarianceMode::exact, .apply_at = ApplyAt::next_step}, NormTest{0.05});
+  NormTestRule exact_this({.variance = VarianceMode::exact, .apply_at = ApplyAt::this_step}, NormTest{0.05});
+  exact_next.reset(2, 2);
+  exact_this.reset(2, 2);
+  exact_next.before_gradients(h.ctx(0, false));  // no-op for other apply_at values
+  CHECK(exact_next.tests_run() == 0);
+  exact_this.before_gradients(h.ctx(0, false));
+  h.draw(exact_this, rng);
+  exact_next.after_gradients(h.ctx(0, false));  // the same points: the same size, one step later
+  for (Index m = 0; m < 2; ++m) {
+    REQUIRE(exact_this.batch_size(m) > 2);
+    CHECK(exact_this.batch_size(m) == exact_next.batch_size(m));
+    CHECK(static_cast<Index>(h.batches[static_cast<size_t>(m)].size()) == exact_this.batch_size(m));
+    CHECK(exact_this.last_ratio(m) == exact_next.last_ratio(m));
+  }
+  const Index tests = exact_this.tests_run();
+  exact_this.after_gradients(h.ctx(0, false));
+  CHECK(exact_this.tests_run() == tests);
+  CHECK(to_string(ApplyAt::this_step) == "this_step");
+}
+
+TEST_CASE("apply_at: this_step needs variance = exact") {
+  const std::string msg = error_of([] { NormTestRule({.apply_at = ApplyAt::this_step}).validate(); });
+  CHECK(contains(msg, "apply_at = this_step"));
+  CHECK(contains(msg, "next_round or next_step"));
+  CHECK(error_of([] { NormTestRule({.variance = VarianceMode::exact, .apply_at = ApplyAt::this_step}).validate(); }) ==
+        "no error");
+  CHECK(error_of([] {
+          NormTestRule({.scope = TestScope::global, .variance = VarianceMode::exact, .apply_at = ApplyAt::this_step})
+              .validate();
+        }) == "no error");
 }
 
 // ================================================================ determinism

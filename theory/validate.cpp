@@ -1,5 +1,6 @@
 // lgm-theory: checks Theorems A–C (include/lgm/theory/bounds.hpp, theory/README.md) against runs of Local SGD
-// with the exact local norm test on problems whose constants are known exactly.
+// with the exact local norm test on problems whose constants are known exactly. The exact test runs with
+// apply_at = this_step (sized at x_k^m before step k's draw), so A4 holds at every step; the run measures it.
 //
 //   lgm-theory [--quick] [--seeds N] [--threads T] [--out DIR]
 //
@@ -60,8 +61,10 @@ struct RunRecord {
 template <class Obj>
 class Recorder {
  public:
+  // sizes_lag: the rule sizes step k before its draw (apply_at = this_step), so the sizes step k used are
+  // those reported after it; otherwise (next_step) those reported at x_k^m.
   Recorder(const Obj& obj, Theorem t, const lgm::theory::Setting& s, double alpha, Index K, const Vector* xstar,
-           double fstar, double eta, Index b_max, double target)
+           double fstar, double eta, Index b_max, double target, bool sizes_lag)
       : m_obj(obj),
         m_t(t),
         m_s(s),
@@ -72,6 +75,7 @@ class Recorder {
         m_eta(eta),
         m_bmax(b_max),
         m_target(target),
+        m_lag(sizes_lag),
         m_ws(obj.make_workspace()),
         m_all(static_cast<size_t>(obj.num_samples())),
         m_grad(obj.dim()),
@@ -88,15 +92,29 @@ class Recorder {
   void start(const Vector& x0, Index b0) {
     Matrix X(x0.size(), m_s.M);
     for (Index m = 0; m < m_s.M; ++m) X.col(m) = x0;
+    if (m_lag) {
+      m_prev = X;  // processed once step 0's sizes are known
+      return;
+    }
     std::vector<Index> sizes(static_cast<size_t>(m_s.M), b0);
     process(0, X, sizes);
   }
   void on_step(const lgm::RunState& s) {
     const Index j = s.metrics.steps;
+    if (m_lag) {
+      process(j - 1, m_prev, s.batch_sizes);  // x_{j−1}^m with the sizes step j − 1 was drawn with
+      m_prev = s.X;                           // x_j^m, unless a sync replaces it by the average
+      return;
+    }
     if (j % m_s.H != 0 && j != m_K) process(j, s.X, s.batch_sizes);  // else wait for the sync
   }
   bool on_sync(const lgm::RunState& s) {
-    process(s.metrics.steps, s.X, s.batch_sizes);
+    if (m_lag) {
+      m_prev = s.X;
+      if (s.metrics.steps == m_K) process(m_K, s.X, s.batch_sizes);  // the distance at the horizon
+    } else {
+      process(s.metrics.steps, s.X, s.batch_sizes);
+    }
     return m_target <= 0.0 || rec.hit_K < 0;  // stop once the target is reached (rounds experiment)
   }
 
@@ -160,6 +178,8 @@ class Recorder {
   double m_fstar, m_eta;
   Index m_bmax;
   double m_target;
+  bool m_lag;
+  Matrix m_prev;  // x_k^m until step k's sizes are reported (sizes_lag)
   mutable typename Obj::Workspace m_ws;
   std::vector<Index> m_all;
   mutable Vector m_grad, m_scratch;
@@ -184,7 +204,8 @@ struct RunSpec {
   double target = 0.0;           // > 0: stop when out_value ≤ target
 };
 
-// The smallest local batch that passes the exact test at x0, so that A4 holds at step 0 (README "A4").
+// The smallest local batch that passes the exact test at x0: the size this_step gives step 0 of an exact
+// run; the approximate runs start from it too, so that both start alike (README "A4").
 template <class Obj>
 Index initial_batch(const Obj& obj, const Vector& x0, double eta) {
   auto ws = obj.make_workspace();
@@ -199,20 +220,22 @@ template <class Obj>
 RunRecord run_one(const Obj& obj, const Problem& pb, const RunSpec& rs, std::uint64_t seed) {
   const lgm::theory::Setting s{pb.L, pb.mu, rs.M, rs.H, rs.eta};
   const Index b0 = std::min(rs.b_max, initial_batch(obj, pb.x0, rs.eta));
+  const bool exact = rs.variance == lgm::VarianceMode::exact;
   lgm::AdaptiveBatchOptions ao;
-  ao.b0 = b0;
+  ao.b0 = exact ? 0 : b0;  // exact: this_step sizes step 0 itself
   ao.b_min = 2;
   ao.b_max = rs.b_max;
   ao.scope = lgm::TestScope::local;
   ao.variance = rs.variance;
   ao.when = lgm::TestWhen::every_step;
-  ao.apply_at = lgm::ApplyAt::next_step;
+  // exact: A4 at every step (README "A4"); approximate: the sample moments need the batch, so the next step
+  ao.apply_at = exact ? lgm::ApplyAt::this_step : lgm::ApplyAt::next_step;
   ao.harmonize = lgm::Harmonize::max;
   lgm::LocalSGDNormTest method(lgm::RunOptions{.workers = rs.M, .max_steps = rs.K, .threads = 1}, lgm::SGD{},
                                lgm::ConstantSync{rs.H}, lgm::NormTestRule(ao, lgm::NormTest{.eta = rs.eta}),
                                lgm::ConstantLr{.lr = rs.alpha}, lgm::IidSampler(seed));
   Recorder<Obj> rec(obj, pb.t, s, rs.alpha, rs.K, pb.has_xstar ? &pb.xstar : nullptr, pb.fstar, rs.eta, rs.b_max,
-                    rs.target);
+                    rs.target, exact);
   rec.start(pb.x0, b0);
   if (rs.target > 0.0) {
     method.run(obj, pb.x0, rec);

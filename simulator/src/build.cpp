@@ -335,7 +335,10 @@ ConfiguredMethod build_method(const RunConfig& cfg, const Problem& problem) {
     o.test_interval = cfg.integer("batch.test_interval");
     const std::string harm = cfg.text("batch.harmonize");
     o.harmonize = harm == "none" ? Harmonize::none : harm == "max" ? Harmonize::max : Harmonize::mean;
-    o.apply_at = cfg.text("batch.apply_at") == "next_step" ? ApplyAt::next_step : ApplyAt::next_round;
+    const std::string apply = cfg.text("batch.apply_at");
+    o.apply_at = apply == "next_step"   ? ApplyAt::next_step
+                 : apply == "this_step" ? ApplyAt::this_step
+                                        : ApplyAt::next_round;
     o.eta_is_global_target = cfg.flag("batch.eta_is_global_target");
     if (batch_type == "norm")
       batch = NormTestRule(o, NormTest{cfg.number("batch.eta")});

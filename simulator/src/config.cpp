@@ -304,7 +304,8 @@ struct Schema {
     choice("batch.when", "every_step", {"every_step", "sync_steps"}, "at which steps the test runs");
     integer("batch.test_interval", 1, 1, e9, "run the test every this many eligible steps");
     choice("batch.harmonize", "max", {"none", "max", "mean"}, "how workers' sizes are made equal at syncs");
-    choice("batch.apply_at", "next_round", {"next_round", "next_step"}, "when a new size takes effect");
+    choice("batch.apply_at", "next_round", {"next_round", "next_step", "this_step"},
+           "when a new size takes effect (this_step: exact test before the draw, variance = exact only)");
     boolean("batch.eta_is_global_target", false, "eta is the target of the pooled (global) gradient");
 
     choice("sampler.type", "iid", {"iid", "shuffled", "sharded", "dirichlet"}, "which samples each worker draws");

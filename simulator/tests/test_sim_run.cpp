@@ -264,3 +264,12 @@ TEST_CASE("sim: the built-in demo configuration parses and names the variants th
   CHECK(local_norm >= 3);
   CHECK(shb >= 3);
 }
+
+TEST_CASE("sim: batch.apply_at = this_step runs the exact test before the draw, and only with exact variance") {
+  const std::string base =
+      "[run]\nworkers = 2\nmax_samples = 5000\n[problem]\ntype = \"least_squares\"\nN = 300\nd = 4\n"
+      "[batch]\ntype = \"norm\"\nb = 2\napply_at = \"this_step\"\n";
+  CHECK_NOTHROW(validate_experiment(parse_experiment(base + "variance = \"exact\"\n", "x.toml")));
+  CHECK_THROWS_WITH_AS(validate_experiment(parse_experiment(base, "x.toml")), doctest::Contains("batch.apply_at"),
+                       lgm::ConfigError);
+}

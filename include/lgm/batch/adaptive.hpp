@@ -31,8 +31,9 @@ enum class Estimator { per_sample, micro_batch_means, cross_worker };
 enum class TestWhen { every_step, sync_steps };
 /// How the workers' pending sizes are made equal at a global sync (reference §7.2).
 enum class Harmonize { none, max, mean };
-/// When a new size takes effect (reference §7.3).
-enum class ApplyAt { next_round, next_step };
+/// When a new size takes effect (reference §7.3). this_step (exact variance only): the test runs at x_k^m
+/// before step k's batch is drawn and sets that step's size, so A4 of reference §4.1 holds at every step.
+enum class ApplyAt { next_round, next_step, this_step };
 
 constexpr std::string_view to_string(TestScope v) noexcept { return v == TestScope::local ? "local" : "global"; }
 constexpr std::string_view to_string(VarianceMode v) noexcept {
@@ -64,7 +65,15 @@ constexpr std::string_view to_string(Harmonize v) noexcept {
   return "?";
 }
 constexpr std::string_view to_string(ApplyAt v) noexcept {
-  return v == ApplyAt::next_round ? "next_round" : "next_step";
+  switch (v) {
+    case ApplyAt::next_round:
+      return "next_round";
+    case ApplyAt::next_step:
+      return "next_step";
+    case ApplyAt::this_step:
+      return "this_step";
+  }
+  return "?";
 }
 
 /// Options of an adaptive batch-size rule; defaults as recommended in reference §3.6 and §7.
@@ -96,6 +105,9 @@ struct AdaptiveBatchOptions {
 ///    gradients (§3.3-4), r = σ̂²/(M η² ‖ḡ‖²) for every worker.
 /// At a global sync the pending sizes are harmonized (none | max | mean); at every sync b_m ← pending_m.
 /// With apply_at = next_step, b_m ← pending_m also right after each step's test.
+/// With apply_at = this_step (exact variance only) the scheduled test runs in before_gradients instead, at the
+/// points x_k^m before step k's batches are drawn, and b_m ← pending_m at once: the driver then draws step k
+/// with b_k^m ≥ ⌈σ²(x_k^m)/(η²‖∇F(x_k^m)‖²)⌉ (norm test; capped at b_max), which is A4 of reference §4.1.
 template <class Test>
 class AdaptiveBatch {
  public:
@@ -133,6 +145,10 @@ class AdaptiveBatch {
     if (o.variance == VarianceMode::exact)
       detail::require(o.estimator == Estimator::per_sample, "estimator", to_string(o.estimator),
                       "per_sample when variance = exact (the exact test uses population moments)");
+    // only population moments depend on x_k^m alone; the sample ones need the batch that is to be sized
+    if (o.apply_at == ApplyAt::this_step)
+      detail::require(o.variance == VarianceMode::exact, "apply_at", to_string(o.apply_at),
+                      "next_round or next_step when variance = approximate (this_step needs variance = exact)");
   }
 
   /// `local_workers` of the run's `workers` live in this process. Allocates the per-worker state.
@@ -159,7 +175,8 @@ class AdaptiveBatch {
   Index initial_batch_size() const noexcept { return m_options.b0 > 0 ? m_options.b0 : m_options.b_min; }
   /// Local batch size of worker m's next step.
   Index batch_size(Index m) const noexcept { return m_b.empty() ? initial_batch_size() : m_b[static_cast<size_t>(m)]; }
-  /// The size worker m will use from the next sync (apply_at = next_round) or step (next_step) on.
+  /// The size worker m will use from the next sync (apply_at = next_round) or step (next_step) on; with
+  /// this_step, the size of the step just sized by before_gradients (equal to batch_size(m)).
   Index pending_batch_size(Index m) const noexcept {
     return m_pending.empty() ? initial_batch_size() : m_pending[static_cast<size_t>(m)];
   }
@@ -182,10 +199,28 @@ class AdaptiveBatch {
   /// it counts what was actually reduced (0 for local tests without harmonization).
   Index sync_payload_elements(Index /*d*/) const noexcept { return m_last_sync_payload; }
 
-  /// After the local gradients of step ctx.step, before the optimizer step (reference §3.6).
+  /// Before the batches of step ctx.step are drawn (ctx.X: the points x_k^m; ctx.G and ctx.batches: the
+  /// previous step's, not read). Only with apply_at = this_step: the scheduled exact test at x_k^m sizes this
+  /// step. The driver re-reads batch_size(m) afterwards.
+  template <class Ctx>
+  void before_gradients(const Ctx& ctx) {
+    if (m_b.empty() || m_options.apply_at != ApplyAt::this_step) return;
+    assert(m_options.variance == VarianceMode::exact && ctx.scratch.cols() >= 2 * local_count() + 2);
+    if (scheduled(ctx.step, ctx.sync_after)) {
+      if (m_options.scope == TestScope::global) {
+        if (ctx.sync_after && ctx.scope == SyncScope::global) global_test(ctx);  // reads only X (exact branch)
+      } else {
+        local_test(ctx);  // exact statistics read only X
+      }
+    }
+    std::copy(m_pending.begin(), m_pending.end(), m_b.begin());
+  }
+
+  /// After the local gradients of step ctx.step, before the optimizer step (reference §3.6). Nothing to do
+  /// with apply_at = this_step (that test ran in before_gradients).
   template <class Ctx>
   void after_gradients(const Ctx& ctx) {
-    if (m_b.empty()) return;
+    if (m_b.empty() || m_options.apply_at == ApplyAt::this_step) return;
     assert(ctx.G.cols() == local_count() && ctx.scratch.cols() >= 2 * local_count() + 2);
     if (scheduled(ctx.step, ctx.sync_after)) {
       const bool global_sync = ctx.sync_after && ctx.scope == SyncScope::global;

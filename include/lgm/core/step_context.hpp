@@ -1,4 +1,5 @@
-// What the driver hands a batch-size rule after the local gradients of a step and at a sync.
+// What the driver hands a batch-size rule after the local gradients of a step and at a sync (and, for rules
+// with before_gradients, before the step's batches are drawn).
 // The rule does its own (OpenMP-parallel, allocation-free) statistics from here (DESIGN §2).
 #pragma once
 
@@ -29,6 +30,9 @@ struct StepContext {
 /// A batch-size rule (reference §3, §3.6). `after_gradients` runs after every step's local gradients and
 /// before the optimizer step; `at_sync` runs after the parameters are averaged. Sizes change only there.
 /// The templated members are checked by the driver's static_assert with the real context type.
+/// Optional: `before_gradients(ctx)`, called before each step's batches are drawn (step: the step about to be
+/// computed; X: its points; G, batches: the previous step's; sync_after: a planned sync ends it); the driver
+/// then re-reads batch_size(m) for the draw.
 template <class R>
 concept BatchSizeRuleBase = requires(R& r, const R& cr, Index workers, Index total, Index m) {
   r.reset(workers, total);                                ///< M_local workers of M in all

@@ -74,6 +74,12 @@ constexpr bool is_plain_average() {
     return false;
 }
 
+/// Rules may size a step before its batches are drawn (AdaptiveBatch with apply_at = this_step).
+template <class Rule, class Ctx>
+constexpr bool has_before_gradients = requires(Rule& r, const Ctx& ctx) {
+  r.before_gradients(ctx);
+};
+
 template <class Rule>
 Index sync_payload_elements(const Rule& rule, Index d) {
   if constexpr (requires { rule.sync_payload_elements(d); }) {
@@ -285,6 +291,16 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
     bool diverged = false, changed = false;
     for (Index h = 0; h < H; ++h) {
       lr = m_schedule.at(metrics.steps, metrics.samples);
+      if constexpr (detail::has_before_gradients<Batch, Ctx>) {
+        // sizes that depend only on x_k^m are set before the draw (A4 at every step); a sync forced by the
+        // sample budget depends on these sizes, so the rule sees the planned one (h + 1 == H)
+        m_batch.before_gradients(make_ctx(metrics.steps, h + 1 == H));
+        for (Index m = 0; m < M_local; ++m) {
+          const Index b = m_batch.batch_size(m);
+          changed = changed || b != sizes[static_cast<size_t>(m)];
+          sizes[static_cast<size_t>(m)] = b;
+        }
+      }
       double step_samples = 0.0;
       for (Index m = 0; m < M_local; ++m) step_samples += static_cast<double>(sizes[static_cast<size_t>(m)]);
       double totals[1] = {step_samples};
