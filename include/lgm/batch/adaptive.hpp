@@ -204,16 +204,21 @@ class AdaptiveBatch {
   /// step. The driver re-reads batch_size(m) afterwards.
   template <class Ctx>
   void before_gradients(const Ctx& ctx) {
-    if (m_b.empty() || m_options.apply_at != ApplyAt::this_step) return;
-    assert(m_options.variance == VarianceMode::exact && ctx.scratch.cols() >= 2 * local_count() + 2);
-    if (scheduled(ctx.step, ctx.sync_after)) {
-      if (m_options.scope == TestScope::global) {
-        if (ctx.sync_after && ctx.scope == SyncScope::global) global_test(ctx);  // reads only X (exact branch)
-      } else {
-        local_test(ctx);  // exact statistics read only X
+    if constexpr (!Ctx::storage_type::is_host) {
+      require_device_options();  // before the first draw: a device run rejects what it cannot compute
+      return;
+    } else {
+      if (m_b.empty() || m_options.apply_at != ApplyAt::this_step) return;
+      assert(m_options.variance == VarianceMode::exact && ctx.scratch.cols() >= 2 * local_count() + 2);
+      if (scheduled(ctx.step, ctx.sync_after)) {
+        if (m_options.scope == TestScope::global) {
+          if (ctx.sync_after && ctx.scope == SyncScope::global) global_test(ctx);  // reads only X (exact branch)
+        } else {
+          local_test(ctx);  // exact statistics read only X
+        }
       }
+      std::copy(m_pending.begin(), m_pending.end(), m_b.begin());
     }
-    std::copy(m_pending.begin(), m_pending.end(), m_b.begin());
   }
 
   /// After the local gradients of step ctx.step, before the optimizer step (reference §3.6). Nothing to do
@@ -226,11 +231,15 @@ class AdaptiveBatch {
       const bool global_sync = ctx.sync_after && ctx.scope == SyncScope::global;
       if (m_options.estimator == Estimator::cross_worker) {
         // computed here, not in at_sync: at a sync the driver may already have replaced G by its mean (A9)
-        if (global_sync) cross_worker_test(ctx);
+        if constexpr (Ctx::storage_type::is_host)
+          if (global_sync) cross_worker_test(ctx);
       } else if (m_options.scope == TestScope::global) {
-        if (global_sync) global_test(ctx);
-      } else {
+        if constexpr (Ctx::storage_type::is_host)
+          if (global_sync) global_test(ctx);
+      } else if constexpr (Ctx::storage_type::is_host) {
         local_test(ctx);
+      } else {
+        device_local_test(ctx);
       }
     }
     if (m_options.apply_at == ApplyAt::next_step) std::copy(m_pending.begin(), m_pending.end(), m_b.begin());
@@ -341,6 +350,58 @@ class AdaptiveBatch {
       dev.add(scratch.col(2 * m), end - begin, g, gns);
     }
     return micro_batch_means_statistics(dev, gns);
+  }
+
+  // A device run computes the local tests with per-sample statistics of the current batch (the objective's
+  // batched moments, the device reductions of lgm::gpu); the other modes read X or G on the host.
+  void require_device_options() const {
+    detail::require(m_options.scope == TestScope::local, "scope", to_string(m_options.scope),
+                    "local on a device run (global tests run on host storage)");
+    detail::require(m_options.variance == VarianceMode::approximate, "variance", to_string(m_options.variance),
+                    "approximate on a device run (exact variances run on host storage)");
+    detail::require(m_options.estimator == Estimator::per_sample, "estimator", to_string(m_options.estimator),
+                    "per_sample on a device run (the other estimators run on host storage)");
+  }
+
+  // local_test with local_statistics' per-sample branch, for all workers at once on a device: ‖g^m‖² by one
+  // reduction over G (lgm::gpu::column_squared_norms, found by argument-dependent lookup on the device views),
+  // the moments by the objective's batched pass (§3.2 cheap forms). Same decisions as the host, worker by worker.
+  template <class Ctx>
+  void device_local_test(const Ctx& ctx) {
+    const Index ML = local_count();
+    const double divisor = m_options.eta_is_global_target ? static_cast<double>(m_workers) : 1.0;
+    m_norms.resize(static_cast<size_t>(ML));  // no-ops after the first step: ML is fixed for a run
+    m_sq_sums.resize(static_cast<size_t>(ML));
+    column_squared_norms(ctx.G, std::span<double>(m_norms), detail::storage_of(ctx.comm).stream());
+    auto& ws = ctx.workspaces[0];
+    if constexpr (Test::variance_only) {
+      if constexpr (requires { ws.sq_norm_sums(); }) {  // kept from this step's gradient pass at the same X
+        const auto kept = ws.sq_norm_sums();
+        std::copy(kept.begin(), kept.end(), m_sq_sums.begin());
+      } else {
+        ctx.objective.sample_sq_norm_sums(ctx.X, ctx.batches, std::span<double>(m_sq_sums), ws);
+      }
+    } else {
+      ctx.objective.sample_moments(ctx.X, ctx.batches, ctx.G, std::span<SampleMoments>(m_moments), ws);
+    }
+    for (Index m = 0; m < ML; ++m) {
+      const auto um = static_cast<size_t>(m);
+      if (std::max(m_pending[um], m_b[um]) >= m_options.b_max) continue;  // skip at the cap (§3.5, §7.7)
+      const double gns = m_norms[um];
+      BatchStatistics st;
+      st.grad_norm_sq = gns;
+      if (gns >= m_options.tiny_grad_norm_sq) {
+        if constexpr (Test::variance_only) {
+          SampleMoments sm;
+          sm.sum_sq_norm = m_sq_sums[um];
+          sm.count = static_cast<Index>(ctx.batches[um].size());
+          st.variance = sample_variance(sm, gns);
+        } else {
+          st = sample_statistics(m_moments[um], gns);
+        }
+      }
+      record(um, st, divisor);
+    }
   }
 
   template <class Ctx>
@@ -487,6 +548,7 @@ class AdaptiveBatch {
   std::vector<Index> m_b, m_pending, m_tests, m_skipped;
   std::vector<double> m_ratio;
   std::vector<SampleMoments> m_moments;         // per-worker partials of the global approximate test
+  std::vector<double> m_norms, m_sq_sums;       // a device run's ‖g^m‖² and Σ‖g_i‖² per worker
   std::vector<BatchStatistics> m_worker_stats;  // per-worker population variances of the global exact test
   Vector m_reduce;                              // all-reduce buffer (d + 4), allocated on first use
   Index m_syncs = 0;

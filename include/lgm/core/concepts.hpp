@@ -5,6 +5,7 @@
 #include <concepts>
 #include <span>
 
+#include "lgm/core/storage.hpp"
 #include "lgm/core/types.hpp"
 
 namespace lgm {
@@ -49,6 +50,20 @@ concept HasKnownOptimum = requires(const O& o) {
   { o.optimal_value() } -> std::convertible_to<double>;
 };
 
+/// An objective on non-host storage (the GPU backend, DESIGN §3): the gradients of all local workers in one call,
+/// worker m's mean gradient over batches[m] at X.col(m) into G.col(m) and its mean loss into losses[m].
+template <class O>
+concept BatchedObjective = requires(const O& o, typename O::Workspace& ws, typename O::Storage::ConstMatrixRef X,
+                                    std::span<const IndexSpan> batches, typename O::Storage::MatrixRef G,
+                                    std::span<double> losses) {
+  typename O::Storage;
+  typename O::Workspace;
+  { o.dim() } -> std::convertible_to<Index>;
+  { o.num_samples() } -> std::convertible_to<Index>;
+  { o.make_workspace() } -> std::same_as<typename O::Workspace>;
+  o.gradients(X, batches, G, losses, ws);
+};
+
 // ---------------------------------------------------------------- Local optimizer
 /// Optimizer state for all M_local workers at once: matrices d × M (one column a worker).
 template <class Opt>
@@ -60,6 +75,19 @@ concept LocalOptimizer = requires(const Opt& opt, typename Opt::State& s, Index 
   opt.step(s, m, x, g, lr);
   /// calls f(field) for every state field selected to be averaged at a sync (default: none)
   opt.for_each_averaged_field(s, f);
+  { opt.averaged_field_count() } -> std::convertible_to<Index>;
+  opt.validate();
+};
+
+/// A local optimizer on non-host storage: one fused step of all local workers (the GPU backend's kernels).
+template <class Opt>
+concept BatchedLocalOptimizer = requires(const Opt& opt, typename Opt::State& s, const typename Opt::Storage& st,
+                                         Index dim, Index workers, typename Opt::Storage::MatrixRef X,
+                                         typename Opt::Storage::ConstMatrixRef G, double lr) {
+  typename Opt::Storage;
+  typename Opt::State;
+  { opt.init(dim, workers, st) } -> std::same_as<typename Opt::State>;
+  opt.step_all(s, X, G, lr, st.stream());
   { opt.averaged_field_count() } -> std::convertible_to<Index>;
   opt.validate();
 };
@@ -99,14 +127,29 @@ concept Sampler = requires(S& s, Index workers, Index num_samples, Index m, Inde
 };
 
 // ---------------------------------------------------------------- Communicator
-/// Averages worker columns and reduces small statistic vectors across processes (DESIGN §2, §3).
+namespace detail {
 template <class C>
-concept Communicator = requires(C& c, MatrixRef X, ConstMatrixRef cX, VectorRef out, Index group, std::span<double> v) {
+struct communicator_storage {
+  using type = HostStorage;
+};
+template <class C>
+requires requires { typename C::Storage; }
+struct communicator_storage<C> {
+  using type = typename C::Storage;
+};
+}  // namespace detail
+
+/// Averages worker columns and reduces small statistic vectors across processes (DESIGN §2, §3). The columns
+/// live in the communicator's Storage (host memory unless it declares one, e.g. lgm::gpu::DeviceStorage).
+template <class C, class S = typename detail::communicator_storage<C>::type>
+concept Communicator = requires(C& c, typename S::MatrixRef X, typename S::ConstMatrixRef cX, typename S::VectorRef out,
+                                typename S::ConstVectorRef x, Index group, std::span<double> v) {
   { c.size() } -> std::convertible_to<Index>;          ///< M, the number of workers in the run
   { c.local_size() } -> std::convertible_to<Index>;    ///< workers held by this process
   { c.first_worker() } -> std::convertible_to<Index>;  ///< global index of this process's first worker
   c.mean(cX, out);                                     ///< out = mean over all M workers of the columns
   c.group_average(X, group);  ///< every column ← mean of its group of `group` consecutive workers
+  c.broadcast(x, X);          ///< every column ← x
   c.allreduce_sum(v);         ///< element-wise sum over processes (in-process: identity)
   c.allreduce_max(v);         ///< element-wise max over processes (in-process: identity)
 };

@@ -6,20 +6,23 @@
 #include <span>
 
 #include "lgm/core/concepts.hpp"
+#include "lgm/core/storage.hpp"
 #include "lgm/core/types.hpp"
 
 namespace lgm {
 
-template <Objective Obj, Communicator Comm>
+/// `Storage` is where X, G and scratch live: host memory (Eigen) or a device (lgm::gpu::DeviceStorage).
+template <class Obj, class Comm, class Storage = HostStorage>
 struct StepContext {
+  using storage_type = Storage;
   const Obj& objective;
   Comm& comm;
-  ConstMatrixRef X;                               ///< points of the local workers (pre-update after a step,
+  typename Storage::ConstMatrixRef X;             ///< points of the local workers (pre-update after a step,
                                                   ///< the new shared point at a sync), d × M_local
-  ConstMatrixRef G;                               ///< the step's local minibatch gradients, d × M_local
+  typename Storage::ConstMatrixRef G;             ///< the step's local minibatch gradients, d × M_local
   std::span<const IndexSpan> batches;             ///< the step's batch of each local worker
   std::span<typename Obj::Workspace> workspaces;  ///< one objective workspace per local worker
-  MatrixRef scratch;                              ///< d × (2 M_local + 2), free for the rule to overwrite
+  typename Storage::MatrixRef scratch;            ///< d × (2 M_local + 2), free for the rule to overwrite
   IndexSpan all_indices;                          ///< 0 … N−1, for the exact-variance (population) tests
   Index step = 0;                                 ///< index k of the step just computed
   bool sync_after = false;                        ///< a sync ends this step

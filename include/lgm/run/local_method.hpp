@@ -18,6 +18,7 @@
 #include "lgm/core/concepts.hpp"
 #include "lgm/core/error.hpp"
 #include "lgm/core/step_context.hpp"
+#include "lgm/core/storage.hpp"
 #include "lgm/core/types.hpp"
 #include "lgm/optim/outer.hpp"
 #include "lgm/optim/sgd.hpp"
@@ -64,6 +65,19 @@ LGM_DETAIL_HOOK(on_sync)
 LGM_DETAIL_HOOK(on_batch_change)
 LGM_DETAIL_HOOK(on_end)
 #undef LGM_DETAIL_HOOK
+
+template <class Obs>
+constexpr bool has_on_step = requires(Obs& o, const RunState& s) {
+  o.on_step(s);
+};
+template <class Obs>
+constexpr bool has_on_sync = requires(Obs& o, const RunState& s) {
+  o.on_sync(s);
+};
+template <class Obs>
+constexpr bool has_on_batch_change = requires(Obs& o, const RunState& s) {
+  o.on_batch_change(s);
+};
 
 /// True for outer optimizers that declare themselves plain averaging (the driver then copies the mean).
 template <class Outer>
@@ -127,9 +141,10 @@ constexpr bool packs_sync_message() {
 template <class Opt = SGD, class Sync = ConstantSync, class Batch = ConstantBatch, class Schedule = ConstantLr,
           class Samp = IidSampler, class Outer = Averaging, class Cost = AlphaBetaCost>
 class LocalMethod {
-  static_assert(LocalOptimizer<Opt>,
+  static_assert(LocalOptimizer<Opt> || BatchedLocalOptimizer<Opt>,
                 "Opt must model lgm::LocalOptimizer: State init(dim, workers), step(state, m, x, g, lr), "
-                "for_each_averaged_field(state, f), averaged_field_count(), validate()");
+                "for_each_averaged_field(state, f), averaged_field_count(), validate() (or, on a device, "
+                "lgm::BatchedLocalOptimizer: init(dim, workers, storage), step_all(state, X, G, lr, stream))");
   static_assert(SyncRule<Sync>, "Sync must model lgm::SyncRule: SyncPlan plan(const RoundInfo&), validate()");
   static_assert(BatchSizeRuleBase<Batch>,
                 "Batch must model lgm::BatchSizeRuleBase: reset(M_local, M), batch_size(m), max_batch_size(), "
@@ -163,8 +178,10 @@ class LocalMethod {
   Cost& cost_model() noexcept { return m_cost; }
 
   /// Checks every setting against the objective; throws ConfigError naming the parameter, value and range.
-  template <Objective Obj>
+  template <class Obj>
   void validate(const Obj& obj, ConstVectorRef x0) const {
+    static_assert(Objective<Obj> || BatchedObjective<Obj>,
+                  "Obj must model lgm::Objective (host) or lgm::BatchedObjective (device storage)");
     detail::require_at_least("M", m_run.workers, Index{1});
     detail::require_at_least("threads", m_run.threads, 1);
     detail::require_at_least("max_steps", m_run.max_steps, Index{0});
@@ -194,7 +211,8 @@ class LocalMethod {
   }
 
   /// Runs the method over any communicator (this process holds comm.local_size() of comm.size() workers).
-  template <Communicator Comm, Objective Obj, class... Observers>
+  /// The communicator decides where the replicas live: its storage() (a device) or host memory.
+  template <class Comm, class Obj, class... Observers>
   RunResult run_with(Comm& comm, const Obj& obj, ConstVectorRef x0, Observers&... observers);
 
  private:
@@ -209,11 +227,26 @@ class LocalMethod {
 };
 
 template <class Opt, class Sync, class Batch, class Schedule, class Samp, class Outer, class Cost>
-template <Communicator Comm, Objective Obj, class... Observers>
+template <class Comm, class Obj, class... Observers>
 RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(Comm& comm, const Obj& obj,
                                                                                ConstVectorRef x0,
                                                                                Observers&... observers) {
-  using Ctx = StepContext<Obj, Comm>;
+  static_assert(Communicator<Comm>,
+                "Comm must model lgm::Communicator: size(), local_size(), first_worker(), mean(X, out), "
+                "group_average(X, group), allreduce_sum(v), allreduce_max(v)");
+  auto& store = detail::storage_of(comm);
+  using Storage = std::remove_cvref_t<decltype(store)>;
+  constexpr bool on_host = Storage::is_host;
+  if constexpr (on_host) {
+    static_assert(Objective<Obj>, "a host run needs an lgm::Objective (gradient(x, batch, g, ws) per worker)");
+    static_assert(LocalOptimizer<Opt>, "a host run needs an lgm::LocalOptimizer (step(state, m, x, g, lr))");
+  } else {
+    static_assert(BatchedObjective<Obj> && std::is_same_v<typename Obj::Storage, Storage>,
+                  "a device run needs an objective on the communicator's storage (lgm::gpu::DeviceLogistic, ...)");
+    static_assert(BatchedLocalOptimizer<Opt> && std::is_same_v<typename Opt::Storage, Storage>,
+                  "a device run needs an optimizer on the communicator's storage (lgm::gpu::SGD<>, ...)");
+  }
+  using Ctx = StepContext<Obj, Comm, Storage>;
   static_assert(BatchSizeRuleFor<Batch, Ctx>,
                 "Batch must provide after_gradients(const StepContext&) and at_sync(const StepContext&)");
   detail::require(comm.size() == m_run.workers, "M", m_run.workers,
@@ -226,20 +259,40 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
   const Index d = obj.dim();
   const int threads = m_run.threads;
 
-  // ---- everything the loop touches is allocated here (DESIGN §3: no allocation per step)
-  Matrix X(d, M_local);
-  Matrix G(d, M_local);
-  Matrix scratch(d, 2 * M_local + 2);
-  Vector x_sync = x0;
-  Vector mean(d);
-  for (Index m = 0; m < M_local; ++m) X.col(m) = x0;
-  auto state = m_opt.init(d, M_local);
+  // ---- everything the loop touches is allocated here (DESIGN §3: no allocation per step), in the storage of
+  // the communicator: host memory, or device memory from the GPU backend's caching pool
+  auto X = store.matrix(d, M_local);
+  auto G = store.matrix(d, M_local);
+  auto scratch = store.matrix(d, 2 * M_local + 2);
+  auto x_sync = store.vector(d);
+  auto mean = store.vector(d);
+  store.upload(x0, x_sync);
+  comm.broadcast(x_sync, X);
+  // a device run keeps host copies of the shared point (observers, the outer step, the result) and of X
+  // (downloaded only for observers that read it)
+  Vector x_sync_host = x0;
+  Matrix X_host(on_host ? 0 : d, on_host ? 0 : M_local);
+  Vector mean_host(on_host ? 0 : d);
+  auto shared_host = [&]() -> const Vector& {
+    if constexpr (on_host)
+      return x_sync;
+    else
+      return x_sync_host;
+  };
+  auto state = [&] {
+    if constexpr (on_host)
+      return m_opt.init(d, M_local);
+    else
+      return m_opt.init(d, M_local, store);
+  }();
   m_outer.init(d);
   m_batch.reset(M_local, M);
   m_sampler.reset(M, obj.num_samples());
+  // a batched (device) objective computes all local workers at once in one workspace
+  const Index workspace_count = on_host ? M_local : 1;
   std::vector<typename Obj::Workspace> workspaces;
-  workspaces.reserve(static_cast<size_t>(M_local));
-  for (Index m = 0; m < M_local; ++m) workspaces.push_back(obj.make_workspace());
+  workspaces.reserve(static_cast<size_t>(workspace_count));
+  for (Index m = 0; m < workspace_count; ++m) workspaces.push_back(obj.make_workspace());
   std::vector<Index> all_indices(static_cast<size_t>(obj.num_samples()));
   std::iota(all_indices.begin(), all_indices.end(), Index{0});
   std::vector<std::vector<Index>> index_buffers(static_cast<size_t>(M_local));
@@ -249,7 +302,7 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
   for (Index m = 0; m < M_local; ++m) sizes[static_cast<size_t>(m)] = m_batch.batch_size(m);
   // across processes, a global sync sends [x; averaged state fields] as one d·(1 + F) × M_local message
   const Index fields = m_opt.averaged_field_count();
-  const bool pack = detail::packs_sync_message<Comm>() && fields > 0;
+  const bool pack = on_host && detail::packs_sync_message<Comm>() && fields > 0;
   Matrix packed(pack ? d * (1 + fields) : 0, pack ? M_local : 0);
   Vector packed_mean(pack ? d * (1 + fields) : 0);
 
@@ -261,8 +314,17 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
   bool stop = false, last_sync_global = true;
 
   auto make_state = [&](bool at_sync) {
-    return RunState{metrics, round, plan.period, plan.scope, lr, batch_loss, X, x_sync, sizes, at_sync};
+    if constexpr (on_host) {
+      return RunState{metrics, round, plan.period, plan.scope, lr, batch_loss, X, x_sync, sizes, at_sync};
+    } else {
+      store.download_matrix(X, X_host);
+      return RunState{metrics, round, plan.period, plan.scope, lr, batch_loss, X_host, x_sync_host, sizes, at_sync};
+    }
   };
+  // a device run downloads X for the observers only when one of them has the hook
+  constexpr bool step_observed = on_host || (detail::has_on_step<Observers> || ...);
+  constexpr bool sync_observed =
+      on_host || (detail::has_on_sync<Observers> || ...) || (detail::has_on_batch_change<Observers> || ...);
   auto make_ctx = [&](Index step, bool sync_after) {
     return Ctx{obj, comm, X, G, batches, workspaces, scratch, all_indices, step, sync_after, plan.scope, threads};
   };
@@ -320,8 +382,9 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
         std::span<Index> out(buf.data(), static_cast<size_t>(b));
         m_sampler.draw(first + m, metrics.steps, out);
         batches[um] = IndexSpan(buf.data(), static_cast<size_t>(b));
-        losses[um] = obj.gradient(X.col(m), batches[um], G.col(m), workspaces[um]);
+        if constexpr (on_host) losses[um] = obj.gradient(X.col(m), batches[um], G.col(m), workspaces[um]);
       }
+      if constexpr (!on_host) obj.gradients(X, batches, G, losses, workspaces[0]);  // same indices, one call
 
       // ---- batch-size statistics on the local gradients, before any averaging (reference §3.6)
       m_batch.after_gradients(make_ctx(metrics.steps, sync_after));
@@ -329,13 +392,21 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
       // ---- H = 1 as gradient all-reduce + one step (reference A9)
       if (plan.average_gradients) {
         comm.mean(G, mean);
-        for (Index m = 0; m < M_local; ++m) G.col(m) = mean;
+        comm.broadcast(mean, G);
       }
 
+      if constexpr (on_host) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-      for (Index m = 0; m < M_local; ++m) {
-        m_opt.step(state, m, X.col(m), G.col(m), lr);
-        round_compute[static_cast<size_t>(m)] += m_cost.compute_seconds(first + m, step_sizes[static_cast<size_t>(m)]);
+        for (Index m = 0; m < M_local; ++m) {
+          m_opt.step(state, m, X.col(m), G.col(m), lr);
+          round_compute[static_cast<size_t>(m)] +=
+              m_cost.compute_seconds(first + m, step_sizes[static_cast<size_t>(m)]);
+        }
+      } else {
+        m_opt.step_all(state, X, G, lr, store.stream());  // one fused launch for all replicas
+        for (Index m = 0; m < M_local; ++m)
+          round_compute[static_cast<size_t>(m)] +=
+              m_cost.compute_seconds(first + m, step_sizes[static_cast<size_t>(m)]);
       }
 
       batch_loss = detail::worker_mean(comm, std::span<const double>(losses));
@@ -354,7 +425,8 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
                          detail::to_text(metrics.steps - 1) + " (round " + detail::to_text(round) + ")";
         break;
       }
-      if (!notify_all([](auto& o, const RunState& s) { return detail::call_on_step(o, s); }, make_state(false))) {
+      if (step_observed &&
+          !notify_all([](auto& o, const RunState& s) { return detail::call_on_step(o, s); }, make_state(false))) {
         stop = true;
         result.reason = StopReason::observer;
         result.message = "stopped by an observer at step " + detail::to_text(metrics.steps - 1);
@@ -368,45 +440,52 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
     if (plan.average_gradients) {
       // parameters and states are already identical: the gradient all-reduce was the communication
     } else if (plan.scope == SyncScope::global && pack) {
-      // one message: the column mean of the stacked [X; F_1; …; F_F] is the stack of the column means
-      packed.topRows(d) = X;
-      Index row = d;
-      m_opt.for_each_averaged_field(state, [&](MatrixRef F) {
-        packed.middleRows(row, d) = F;
-        row += d;
-      });
-      comm.mean(packed, packed_mean);
-      if constexpr (detail::is_plain_average<Outer>()) {
-        x_sync = packed_mean.head(d);
-      } else {
-        m_outer.apply(x_sync, packed_mean.head(d));
+      if constexpr (on_host) {  // (pack is false on a device)
+        // one message: the column mean of the stacked [X; F_1; …; F_F] is the stack of the column means
+        packed.topRows(d) = X;
+        Index row = d;
+        m_opt.for_each_averaged_field(state, [&](MatrixRef F) {
+          packed.middleRows(row, d) = F;
+          row += d;
+        });
+        comm.mean(packed, packed_mean);
+        if constexpr (detail::is_plain_average<Outer>()) {
+          x_sync = packed_mean.head(d);
+        } else {
+          m_outer.apply(x_sync, packed_mean.head(d));
+        }
+        comm.broadcast(x_sync, X);
+        row = d;
+        m_opt.for_each_averaged_field(state, [&](MatrixRef F) {
+          comm.broadcast(packed_mean.segment(row, d), F);
+          row += d;
+        });
+        payload += d * fields;
       }
-      comm.broadcast(x_sync, X);
-      row = d;
-      m_opt.for_each_averaged_field(state, [&](MatrixRef F) {
-        comm.broadcast(packed_mean.segment(row, d), F);
-        row += d;
-      });
-      payload += d * fields;
     } else if (plan.scope == SyncScope::global) {
       comm.mean(X, mean);
       if constexpr (detail::is_plain_average<Outer>()) {
-        x_sync = mean;
-      } else {
+        store.copy(mean, x_sync);
+      } else if constexpr (on_host) {
         m_outer.apply(x_sync, mean);
+      } else {  // the outer step is d numbers per round: taken on the host copy
+        store.download(mean, mean_host);
+        m_outer.apply(x_sync_host, mean_host);
+        store.upload(x_sync_host, x_sync);
       }
       comm.broadcast(x_sync, X);
-      m_opt.for_each_averaged_field(state, [&](MatrixRef F) {
+      m_opt.for_each_averaged_field(state, [&](auto&& F) {
         comm.mean(F, mean);
         comm.broadcast(mean, F);
       });
       payload += d * m_opt.averaged_field_count();
     } else {
       comm.group_average(X, plan.group_size);
-      m_opt.for_each_averaged_field(state, [&](MatrixRef F) { comm.group_average(F, plan.group_size); });
+      m_opt.for_each_averaged_field(state, [&](auto&& F) { comm.group_average(F, plan.group_size); });
       payload += d * m_opt.averaged_field_count();
     }
-    if (plan.average_gradients || plan.scope == SyncScope::global) x_sync = X.col(0);
+    if (plan.average_gradients || plan.scope == SyncScope::global) store.copy(X.col(0), x_sync);
+    if constexpr (!on_host) store.download(x_sync, x_sync_host);  // d numbers per round
     last_sync_global = plan.scope == SyncScope::global;
     m_batch.at_sync(make_ctx(metrics.steps - 1, true));
     payload += detail::sync_payload_elements(m_batch, d);
@@ -428,11 +507,15 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
       changed = changed || b != sizes[static_cast<size_t>(m)];
       sizes[static_cast<size_t>(m)] = b;
     }
-    if (!x_sync.allFinite()) {
+    if (!shared_host().allFinite()) {
       result.reason = StopReason::diverged;
       result.message = "diverged: the averaged parameters are not finite after round " + detail::to_text(round) +
                        " (step " + detail::to_text(metrics.steps - 1) + ")";
       break;
+    }
+    if (!sync_observed) {
+      ++round;
+      continue;
     }
     const RunState s = make_state(true);
     if (changed) notify_all([](auto& o, const RunState& st) { return detail::call_on_batch_change(o, st); }, s);
@@ -447,8 +530,9 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
   // ---- the output is a globally averaged model (reference §7.14): charge one more global sync if needed
   if (!last_sync_global && result.reason != StopReason::diverged) {
     comm.mean(X, mean);
-    x_sync = mean;
+    store.copy(mean, x_sync);
     comm.broadcast(x_sync, X);
+    if constexpr (!on_host) store.download(x_sync, x_sync_host);
     const double bytes = m_cost.element_bytes() * static_cast<double>(d);
     metrics.bytes += m_cost.allreduce_bytes_sent(bytes, M);
     metrics.comm_time_s += m_cost.allreduce_seconds(bytes, M, SyncScope::global, 0);
@@ -458,7 +542,7 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
   }
   if (result.reason == StopReason::budget) result.message = "budget reached";
   result.metrics = metrics;
-  result.x = x_sync;
+  result.x = shared_host();
   result.last_batch_loss = batch_loss;
   notify_all([](auto& o, const RunState& s) { return detail::call_on_end(o, s); }, make_state(true));
   return result;
