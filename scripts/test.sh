@@ -20,7 +20,7 @@ echo "== benchmark smoke run (the full suite and its figures: docs/performance.m
 
 echo "== sanitizer build + tests (ASan + UBSan)"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DLGM_WERROR=ON -DLGM_SANITIZE=ON -DLGM_HEADER_CHECK=OFF \
-      -DLGM_BUILD_EXAMPLES=OFF -DCMAKE_CXX_FLAGS="-O1" >/dev/null
+      -DLGM_BUILD_EXAMPLES=OFF -DLGM_WITH_CUDA=OFF -DCMAKE_CXX_FLAGS="-O1" >/dev/null
 cmake --build build/asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build/asan --output-on-failure -j "$jobs"
 

@@ -9,9 +9,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "lgm/gpu/communicator.hpp"
-#include "lgm/gpu/objectives.hpp"
-#include "lgm/gpu/optimizers.hpp"
+#include "lgm/gpu/gpu.hpp"  // the umbrella: checks that it compiles in both builds
 
 namespace {
 
