@@ -519,6 +519,91 @@ TEST_CASE("NonconvexLogistic: loss, gradients, moments and the exact L") {
   CHECK(rel_diff(ev_reg[0], -reg_only.weak_convexity_bound()) <= 1e-6);
 }
 
+// ---------------------------------------------------------------- float32 features, huge-page storage
+
+/// The float32 path of a linear model: a consistent objective of its own (check_objective), equal within rounding
+/// to the double path on the float-rounded data, within float tolerance of the double path, and off again bit
+/// for bit.
+template <class Obj>
+void check_float_features(Obj obj, const Obj& rounded, std::mt19937_64& rng, double x_scale) {
+  const Index d = obj.dim();
+  const auto batch = random_batch(obj.num_samples(), 11, rng);
+  const Vector x = random_vector(d, rng, x_scale), v = random_vector(d, rng);
+  auto ws = obj.make_workspace();
+  Vector g64(d), g32(d), g_rounded(d);
+  const double f64 = obj.gradient(x, batch, g64, ws);
+  const lgm::SampleMoments m64 = obj.sample_moments(x, batch, v, ws);
+
+  CHECK_FALSE(obj.float_features());
+  obj.use_float_features();
+  REQUIRE(obj.float_features());
+  for (int rep = 0; rep < 2; ++rep) check_objective(obj, random_vector(d, rng, x_scale), rng);
+  const double f32 = obj.gradient(x, batch, g32, ws);
+  // the norm test's statistic from the gradient's cached terms, bit for bit the closed form's
+  const double cached = obj.sample_sq_norm_sum(x, batch, ws);
+  const lgm::SampleMoments m32 = obj.sample_moments(x, batch, v, ws);
+  CHECK(cached == m32.sum_sq_norm);
+  // same data as the double path on float-rounded features: only the summation order differs
+  const double f_rounded = rounded.gradient(x, batch, g_rounded, ws);
+  CHECK(rel_diff(f32, f_rounded) <= 1e-13);
+  CHECK(rel_diff(g32, g_rounded) <= 1e-12);
+  CHECK(rel_diff(m32.sum_sq_norm, rounded.sample_moments(x, batch, v, ws).sum_sq_norm) <= 1e-12);
+  // against the double path: the features' float rounding (2^-24 relative) and no more
+  CHECK(rel_diff(f32, f64) <= 1e-6);
+  CHECK(rel_diff(g32, g64) <= 1e-6);
+  CHECK(rel_diff(m32.sum_proj, m64.sum_proj) <= 1e-6);
+  // features() stays the double data; switching back restores the double path exactly
+  obj.use_float_features(false);
+  CHECK_FALSE(obj.float_features());
+  Vector g_back(d);
+  CHECK(obj.gradient(x, batch, g_back, ws) == f64);
+  CHECK(g_back == g64);
+}
+
+Matrix float_rounded(const Matrix& a) { return a.cast<float>().cast<double>(); }
+
+TEST_CASE("float32 features: gradients, losses and moments within float rounding of the double path") {
+  std::mt19937_64 rng(21);
+  // d = 37: the widened kernels' 16-lane blocks and their tail
+  const lgm::Logistic lr = lgm::Logistic::synthetic({.N = 120, .d = 37, .lambda = 0.1, .seed = 5});
+  check_float_features(lr, lgm::Logistic(float_rounded(lr.features()), lr.labels(), 0.1, false), rng, 0.5);
+
+  const lgm::NonconvexLogistic nl = lgm::NonconvexLogistic::synthetic({.N = 90, .d = 21, .lambda = 0.3, .seed = 8});
+  check_float_features(nl, lgm::NonconvexLogistic(float_rounded(nl.features()), nl.labels(), 0.3), rng, 1.0);
+
+  const Matrix a = small_features(19, 80, 4);
+  const Vector y = random_vector(80, rng);
+  check_float_features(lgm::LeastSquares(a, y, 0.05), lgm::LeastSquares(float_rounded(a), y, 0.05), rng, 1.0);
+
+  // copies share the float copy and keep the mode
+  lgm::Logistic on = lr;
+  on.use_float_features();
+  const lgm::Logistic copy = on;
+  CHECK(copy.float_features());
+  CHECK(lr.features() == copy.features());
+}
+
+TEST_CASE("huge-page storage of large feature matrices keeps every value") {
+  // 64 × 8192 doubles = 4 MiB: large enough to be copied into huge-page-advised storage
+  lgm::detail::DataRng rng(9);
+  const Matrix a = rng.normal_matrix(64, 8192);
+  const Matrix backed = lgm::detail::huge_page_backed(a);
+  CHECK(backed.rows() == a.rows());
+  CHECK(backed.cols() == a.cols());
+  CHECK(backed == a);
+  CHECK(backed.data() != a.data());
+  Vector labels(8192);
+  for (Index i = 0; i < labels.size(); ++i) labels[i] = i % 3 == 0 ? 1.0 : -1.0;
+  lgm::Logistic lr(a, labels, 1e-3, false);
+  CHECK(lr.features() == a);
+  lr.use_float_features();
+  CHECK(lr.features() == a);
+  auto ws = lr.make_workspace();
+  const std::vector<Index> batch{0, 8191, 4096};
+  Vector g(64);
+  CHECK(std::isfinite(lr.gradient(Vector::Zero(64), batch, g, ws)));
+}
+
 // ---------------------------------------------------------------- Mlp
 
 TEST_CASE("Mlp: loss by naive loops over the layout, gradients by backprop, dense-layer moments") {

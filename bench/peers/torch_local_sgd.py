@@ -4,7 +4,8 @@
 One model copy per worker (torch.nn.Linear without bias), one torch.optim.SGD per copy, the parameters averaged
 every H steps; logistic loss with the L2 term (lambda/2)||w||^2, in float64. It reads the data, the sample indices
 of every worker and step and lgm's loss curve written by lgm_export_run, runs the same steps, and prints the largest
-relative difference of the two loss curves and the worker-steps/s ratio lgm/torch.
+relative difference of the two loss curves and the worker-steps/s ratio lgm/torch, for lgm reading the features in
+float64 (its default) and in float32 (use_float_features(), accumulating in double; torch stays float64).
 
 usage: torch_local_sgd.py DIR [--threads N ...]   (DIR from lgm_export_run; default threads: 1 and all cores)
 """
@@ -71,7 +72,9 @@ def main():
     features = read_tensor(folder + "/features.f64", torch.float64, (N, d))
     labels = read_tensor(folder + "/labels.f64", torch.float64, (N,))
     indices = read_tensor(folder + "/indices.i64", torch.int64, (steps, M, b))
-    lgm_curve = read_tensor(folder + "/loss.f64", torch.float64, (steps,)).tolist()
+    lgm_curves = {"f64": read_tensor(folder + "/loss.f64", torch.float64, (steps,)).tolist()}
+    if os.path.exists(folder + "/loss_f32.f64"):
+        lgm_curves["f32"] = read_tensor(folder + "/loss_f32.f64", torch.float64, (steps,)).tolist()
 
     print(f"Local SGD, logistic regression: d = {d}, N = {N}, b = {b}, M = {M}, H = {H}, {steps} steps, lr = {lr}")
     for t in threads:
@@ -82,12 +85,14 @@ def main():
             t0 = time.perf_counter()
             curve = run(features, labels, indices, M, H, lr, lam)
             best = max(best, M * steps / (time.perf_counter() - t0))
-        diff = max(abs(a - c) / abs(c) for a, c in zip(curve, lgm_curve))
         n = torch.get_num_threads()
-        lgm_ws = float(meta["lgm_ws_per_s_1t" if n == 1 else "lgm_ws_per_s_2t"])
-        print(f"torch ({n} thread{'s' if n > 1 else ''}): {best:10.0f} worker-steps/s | lgm ({min(n, 2)} thread"
-              f"{'s' if n > 1 else ''}): {lgm_ws:10.0f} worker-steps/s | ratio lgm/torch = {lgm_ws / best:6.1f} | "
-              f"loss curves: largest relative difference {diff:.2e}")
+        for prec, lgm_curve in lgm_curves.items():
+            diff = max(abs(a - c) / abs(c) for a, c in zip(curve, lgm_curve))
+            key = ("lgm_" if prec == "f64" else "lgm_f32_") + ("ws_per_s_1t" if n == 1 else "ws_per_s_2t")
+            lgm_ws = float(meta[key])
+            print(f"torch ({n} thread{'s' if n > 1 else ''}): {best:10.0f} worker-steps/s | lgm {prec} ({min(n, 2)} "
+                  f"thread{'s' if n > 1 else ''}): {lgm_ws:10.0f} worker-steps/s | ratio lgm/torch = "
+                  f"{lgm_ws / best:6.1f} | loss curves: largest relative difference {diff:.2e}")
     return 0
 
 

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "gpu_test_util.hpp"
 #include "lgm/core/error.hpp"
 #include "lgm/gpu/communicator.hpp"
 #include "lgm/gpu/kernels.hpp"
@@ -28,34 +29,10 @@ using lgm::Index;
 using lgm::gpu::DeviceMatrix;
 using lgm::gpu::DeviceStorage;
 
-lgm::Matrix random_matrix(Index rows, Index cols, unsigned seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> dist(0.0, 1.0);
-  lgm::Matrix A(rows, cols);
-  for (Index c = 0; c < cols; ++c)
-    for (Index r = 0; r < rows; ++r) A(r, c) = dist(rng);
-  return A;
-}
-
-template <class T>
-DeviceMatrix<T> to_device(const DeviceStorage<T>& st, const lgm::Matrix& H) {
-  DeviceMatrix<T> D = st.matrix(H.rows(), H.cols());
-  for (Index m = 0; m < H.cols(); ++m) st.upload(H.col(m), D.col(m));
-  return D;
-}
-
-template <class T>
-lgm::Matrix to_host(const DeviceStorage<T>& st, lgm::gpu::DeviceMatrixView<const T> D) {
-  lgm::Matrix H(D.rows(), D.cols());
-  st.download_matrix(D, H);
-  return H;
-}
-
-// H rounded to T, so the host reference sees exactly the device's input.
-template <class T>
-lgm::Matrix rounded(const lgm::Matrix& H) {
-  return H.unaryExpr([](double v) { return static_cast<double>(static_cast<T>(v)); });
-}
+using lgm::gpu::testing::random_matrix;
+using lgm::gpu::testing::rounded;
+using lgm::gpu::testing::to_device;
+using lgm::gpu::testing::to_host;
 
 // Bitwise for double, relative 1e-5 (to the largest entry) for float.
 template <class T>

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu_test_util.hpp"
 #include "lgm/core/error.hpp"
 #include "lgm/gpu/optimizers.hpp"
 #include "lgm/gpu/storage.hpp"
@@ -18,30 +19,10 @@ using lgm::Index;
 using lgm::gpu::DeviceMatrix;
 using lgm::gpu::DeviceStorage;
 
-lgm::Matrix random_matrix(Index rows, Index cols, std::mt19937_64& rng, double scale = 1.0) {
-  std::normal_distribution<double> dist(0.0, scale);
-  lgm::Matrix A(rows, cols);
-  for (Index c = 0; c < cols; ++c)
-    for (Index r = 0; r < rows; ++r) A(r, c) = dist(rng);
-  return A;
-}
-
-template <class T>
-lgm::Matrix rounded(const lgm::Matrix& H) {
-  return H.unaryExpr([](double v) { return static_cast<double>(static_cast<T>(v)); });
-}
-
-template <class T>
-void upload(const DeviceStorage<T>& st, const lgm::Matrix& H, lgm::gpu::DeviceMatrixView<T> D) {
-  for (Index m = 0; m < H.cols(); ++m) st.upload(H.col(m), D.col(m));
-}
-
-template <class T>
-lgm::Matrix to_host(const DeviceStorage<T>& st, lgm::gpu::DeviceMatrixView<const T> D) {
-  lgm::Matrix H(D.rows(), D.cols());
-  st.download_matrix(D, H);
-  return H;
-}
+using lgm::gpu::testing::random_matrix;
+using lgm::gpu::testing::rounded;
+using lgm::gpu::testing::to_host;
+using lgm::gpu::testing::upload_matrix;
 
 template <class T>
 void check_close(const lgm::Matrix& got, const lgm::Matrix& want, const char* what) {
@@ -76,7 +57,7 @@ void compare_with_host(const HostOpt& host_opt, double weight_scale = 1.0) {
 
   lgm::Matrix X = rounded<T>(random_matrix(d, M, rng, weight_scale));
   DeviceMatrix<T> Xd = st.matrix(d, M);
-  upload<T>(st, X, Xd);
+  upload_matrix<T>(st, X, Xd);
   DeviceMatrix<T> Gd = st.matrix(d, M);
 
   auto host_state = host_opt.init(d, M);
@@ -84,7 +65,7 @@ void compare_with_host(const HostOpt& host_opt, double weight_scale = 1.0) {
   for (Index k = 0; k < steps; ++k) {
     const double lr = 0.05 / static_cast<double>(k + 1);
     const lgm::Matrix G = rounded<T>(random_matrix(d, M, rng));
-    upload<T>(st, G, Gd);
+    upload_matrix<T>(st, G, Gd);
     for (Index m = 0; m < M; ++m) host_opt.step(host_state, m, X.col(m), G.col(m), lr);
     dev_opt.step_all(dev_state, Xd, Gd, lr, st.stream());
     if constexpr (std::is_same_v<T, float>) X = rounded<T>(X);  // the device keeps x in float

@@ -3,6 +3,8 @@
 // with closed-form per-sample moments (reference §3.2 cheap forms): with r_i = φ'(a_iᵀx; y_i), c = ∇R(x),
 //   ‖∇f_i‖² = r_i²‖a_i‖² + 2 r_i⟨a_i, c⟩ + ‖c‖²,   ⟨∇f_i, v⟩ = r_i⟨a_i, v⟩ + ⟨c, v⟩,
 // where the row norms ‖a_i‖² are computed once at construction.
+// Opt-in float32 features (use_float_features): the per-sample loops then read a float copy of the features,
+// half the bytes of the memory-bound column gathers, and accumulate in double; the default stays double.
 #pragma once
 
 #include <cassert>
@@ -91,11 +93,24 @@ class LinearModel {
   /// ‖a_i‖², i = 0 … N−1.
   const Vector& feature_sq_norms() const noexcept { return m_sq_norms; }
 
+  /// Opt-in: loss, gradient, sample_gradient and the per-sample statistics read a float32 copy of the features
+  /// (built here, O(dN)), accumulating in double. The results are those of the features rounded to float
+  /// (relative change ~1e-7); features(), x* and L stay those of the double data. Call before a run, not during.
+  void use_float_features(bool on = true) {
+    if (on == float_features()) return;
+    m_float = on ? FloatFeatures(m_features) : FloatFeatures();
+    m_float_sq_norms = on ? Vector(num_samples()) : Vector();
+    for (Index i = 0; on && i < num_samples(); ++i)
+      m_float_sq_norms[i] = Eigen::Map<const Eigen::VectorXf>(m_float.col(i), dim()).cast<double>().squaredNorm();
+  }
+  /// Whether the per-sample loops read float32 features.
+  bool float_features() const noexcept { return !m_float.empty(); }
+
   /// (1/b) Σ_{i∈batch} f_i(x).
   double loss(ConstVectorRef x, IndexSpan batch, Workspace& /*ws*/) const {
     assert(x.size() == dim() && !batch.empty());
     double sum = 0.0, deriv = 0.0;
-    for (Index i : batch) sum += Loss::eval(m_features.col(i).dot(x), m_targets[i], deriv);
+    for (Index i : batch) sum += Loss::eval(col_dot(i, x), m_targets[i], deriv);
     return sum / static_cast<double>(batch.size()) + m_reg.value(x);
   }
 
@@ -110,12 +125,12 @@ class LinearModel {
     if constexpr (Reg::free_feature_dot) terms = ws.norms.begin_fill(static_cast<Index>(batch.size()));
     for (std::size_t k = 0; k < batch.size(); ++k) {
       const Index i = batch[k];
-      const auto a = m_features.col(i);
-      const double z = a.dot(x);
+      if (float_features() && k + 1 < batch.size()) prefetch_column(m_float.col(batch[k + 1]), dim());
+      const double z = col_dot(i, x);
       sum += Loss::eval(z, m_targets[i], deriv);
-      g += deriv * a;
+      col_axpy(deriv, i, g);
       if constexpr (Reg::free_feature_dot)
-        terms[k] = deriv * deriv * m_sq_norms[i] + 2.0 * deriv * m_reg.feature_dot(a, z, ws.reg_grad);
+        terms[k] = deriv * deriv * sq_norm(i) + 2.0 * deriv * reg_feature_dot(i, z, ws.reg_grad);
     }
     if constexpr (Reg::free_feature_dot) ws.norms.end_fill(this, x, batch);
     const double inv_b = 1.0 / static_cast<double>(batch.size());
@@ -127,10 +142,14 @@ class LinearModel {
   /// g = ∇f_i(x); returns f_i(x).
   double sample_gradient(ConstVectorRef x, Index i, VectorRef g, Workspace& /*ws*/) const {
     assert(x.size() == dim() && g.size() == dim() && i >= 0 && i < num_samples());
-    const auto a = m_features.col(i);
     double deriv = 0.0;
-    const double f = Loss::eval(a.dot(x), m_targets[i], deriv);
-    g = deriv * a;
+    const double f = Loss::eval(col_dot(i, x), m_targets[i], deriv);
+    if (float_features()) {
+      g.setZero();
+      col_axpy(deriv, i, g);
+    } else {
+      g = deriv * m_features.col(i);
+    }
     m_reg.add_gradient(x, g);
     return f + m_reg.value(x);
   }
@@ -146,11 +165,10 @@ class LinearModel {
     double deriv = 0.0;
     for (std::size_t k = 0; k < batch.size(); ++k) {
       const Index i = batch[k];
-      const auto a = m_features.col(i);
-      const double z = a.dot(x);
+      const double z = col_dot(i, x);
       Loss::eval(z, m_targets[i], deriv);
-      const double p = deriv * a.dot(v) + cv;
-      s.sum_sq_norm += deriv * deriv * m_sq_norms[i] + 2.0 * deriv * m_reg.feature_dot(a, z, c) + cc;
+      const double p = deriv * col_dot(i, v) + cv;
+      s.sum_sq_norm += deriv * deriv * sq_norm(i) + 2.0 * deriv * reg_feature_dot(i, z, c) + cc;
       s.sum_proj += p;
       s.sum_proj_sq += p * p;
     }
@@ -175,17 +193,16 @@ class LinearModel {
     double deriv = 0.0;
     for (std::size_t k = 0; k < batch.size(); ++k) {
       const Index i = batch[k];
-      const auto a = m_features.col(i);
-      const double z = a.dot(x);
+      const double z = col_dot(i, x);
       Loss::eval(z, m_targets[i], deriv);
-      sum += deriv * deriv * m_sq_norms[i] + 2.0 * deriv * m_reg.feature_dot(a, z, c) + cc;
+      sum += deriv * deriv * sq_norm(i) + 2.0 * deriv * reg_feature_dot(i, z, c) + cc;
     }
     return sum;
   }
 
  protected:
   LinearModel(Matrix features, Vector targets, Reg reg)
-      : m_features(std::move(features)), m_targets(std::move(targets)), m_reg(reg) {
+      : m_features(huge_page_backed(std::move(features))), m_targets(std::move(targets)), m_reg(reg) {
     check_features(m_features);
     m_sq_norms = m_features.colwise().squaredNorm().transpose();
   }
@@ -214,6 +231,26 @@ class LinearModel {
   Vector m_targets;
   Vector m_sq_norms;
   Reg m_reg;
+  FloatFeatures m_float;    ///< empty unless use_float_features()
+  Vector m_float_sq_norms;  ///< ‖a_i‖² of the float copy
+
+ private:
+  // The per-sample accessors of the hot loops: the double path is the expression it always was (bit for bit).
+  double col_dot(Index i, ConstVectorRef v) const {
+    return float_features() ? widened_dot(m_float.col(i), v.data(), dim()) : m_features.col(i).dot(v);
+  }
+  void col_axpy(double r, Index i, VectorRef g) const {
+    if (float_features())
+      widened_axpy(r, m_float.col(i), g.data(), dim());
+    else
+      g += r * m_features.col(i);
+  }
+  double sq_norm(Index i) const { return float_features() ? m_float_sq_norms[i] : m_sq_norms[i]; }
+  double reg_feature_dot(Index i, double z, ConstVectorRef c) const {
+    if constexpr (!Reg::free_feature_dot)
+      if (float_features()) return widened_dot(m_float.col(i), c.data(), dim());
+    return m_reg.feature_dot(m_features.col(i), z, c);
+  }
 };
 
 }  // namespace lgm::detail

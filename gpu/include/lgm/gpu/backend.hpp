@@ -41,8 +41,10 @@ inline void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw DeviceError(std::string(what) + " failed: " + cudaGetErrorString(e));
 }
 
-/// The Thrust execution policy of a stream: every algorithm of the backend runs in stream order.
-inline auto policy(StreamHandle s) { return thrust::cuda::par.on(s); }
+/// The Thrust execution policy of a stream: every algorithm of the backend runs in stream order, and returns
+/// without waiting for the device (CCCL's `par` would synchronize after each algorithm); the host waits only
+/// where it reads a result (copy_to_host, reductions that return a value).
+inline auto policy(StreamHandle s) { return thrust::cuda::par_nosync.on(s); }
 #else
 /// The OpenMP system has no streams: every operation completes before it returns.
 using StreamHandle = void*;

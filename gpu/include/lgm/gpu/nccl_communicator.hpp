@@ -39,14 +39,7 @@
 #include "lgm/gpu/storage.hpp"
 
 #if defined(LGM_WITH_MPI_BOOTSTRAP) && __has_include(<mpi.h>)
-// only the C API is used: skip the deprecated C++ bindings (their casts warn under -Wextra)
-#ifndef OMPI_SKIP_MPICXX
-#define OMPI_SKIP_MPICXX 1
-#endif
-#ifndef MPICH_SKIP_MPICXX
-#define MPICH_SKIP_MPICXX 1
-#endif
-#include <mpi.h>
+#include "lgm/comm/mpi.hpp"  // <mpi.h> (C API only) and lgm::detail::mpi_rank / mpi_size
 #define LGM_NCCL_MPI_BOOTSTRAP 1
 #else
 #define LGM_NCCL_MPI_BOOTSTRAP 0
@@ -151,7 +144,7 @@ class NcclCommunicator {
   /// by MPI_Bcast. Collective over `comm`.
   NcclCommunicator(Index workers, MPI_Comm comm, bool select_device = true)
       : NcclCommunicator(
-            workers, mpi_rank(comm), mpi_size(comm), select_device, false, std::string(), [comm](bool is_root) {
+            workers, lgm::detail::mpi_rank(comm), lgm::detail::mpi_size(comm), select_device, false, std::string(), [comm](bool is_root) {
               ncclUniqueId id{};
               if (is_root) detail::check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
               if (MPI_Bcast(id.internal, static_cast<int>(sizeof(id.internal)), MPI_BYTE, 0, comm) != MPI_SUCCESS)
@@ -257,18 +250,6 @@ class NcclCommunicator {
     return detail::read_unique_id_file(boot.id_file, boot.timeout_s, boot.rank, boot.nranks);
   }
 
-#if LGM_NCCL_MPI_BOOTSTRAP
-  static int mpi_rank(MPI_Comm comm) {
-    int r = 0;
-    MPI_Comm_rank(comm, &r);
-    return r;
-  }
-  static int mpi_size(MPI_Comm comm) {
-    int p = 1;
-    MPI_Comm_size(comm, &p);
-    return p;
-  }
-#endif
 
   void allreduce_host(std::span<double> v, ncclRedOp_t op, const char* what) {
     if (v.empty()) return;
