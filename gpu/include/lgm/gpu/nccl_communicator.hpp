@@ -144,7 +144,8 @@ class NcclCommunicator {
   /// by MPI_Bcast. Collective over `comm`.
   NcclCommunicator(Index workers, MPI_Comm comm, bool select_device = true)
       : NcclCommunicator(
-            workers, lgm::detail::mpi_rank(comm), lgm::detail::mpi_size(comm), select_device, false, std::string(), [comm](bool is_root) {
+            workers, lgm::detail::mpi_rank(comm), lgm::detail::mpi_size(comm), select_device, false, std::string(),
+            [comm](bool is_root) {
               ncclUniqueId id{};
               if (is_root) detail::check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
               if (MPI_Bcast(id.internal, static_cast<int>(sizeof(id.internal)), MPI_BYTE, 0, comm) != MPI_SUCCESS)
@@ -249,7 +250,6 @@ class NcclCommunicator {
     }
     return detail::read_unique_id_file(boot.id_file, boot.timeout_s, boot.rank, boot.nranks);
   }
-
 
   void allreduce_host(std::span<double> v, ncclRedOp_t op, const char* what) {
     if (v.empty()) return;
