@@ -7,7 +7,6 @@
 #include <thrust/fill.h>
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
-#include <thrust/logical.h>
 
 #include <algorithm>
 #include <cmath>
@@ -154,9 +153,12 @@ void column_sums(Term term, Index len, Index cols, std::span<double> out, Stream
   copy_to_host(out.data(), cur.data(), static_cast<std::size_t>(cols) * sizeof(double), s);
 }
 
+// 1 for a NaN or ±∞ entry: all_finite counts them with the fixed-order column sums (no thrust::all_of, whose
+// OpenMP path binds a reference to a null execution policy, undefined behaviour that UBSan reports).
 template <class T>
-struct IsFiniteFn {
-  LGM_HD bool operator()(T v) const { return cuda::std::isfinite(v); }
+struct NonFiniteTerm {
+  const T* a;
+  LGM_HD double operator()(Index k) const { return cuda::std::isfinite(a[k]) ? 0.0 : 1.0; }
 };
 
 // ---------------------------------------------------------------- optimizer steps
@@ -295,7 +297,9 @@ template <class U>
 bool all_finite(DeviceVectorView<U> x, StreamHandle s) {
   using T = std::remove_const_t<U>;
   static_assert(DeviceScalar<T>, "all_finite: the vector must hold float or double");
-  return thrust::all_of(policy(s), x.data(), x.data() + x.size(), detail::IsFiniteFn<T>{});
+  double count = 0.0;
+  detail::column_sums(detail::NonFiniteTerm<T>{x.data()}, x.size(), 1, std::span<double>(&count, 1), s);
+  return count == 0.0;
 }
 template <class U>
 bool all_finite(DeviceMatrixView<U> X, StreamHandle s) {
