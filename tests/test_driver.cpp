@@ -204,17 +204,145 @@ TEST_CASE("driver: Local SGD and the norm test converge to the known optimum") {
   CHECK((r.x - obj.optimum()).squaredNorm() < 1e-6 * start);
 }
 
-TEST_CASE("driver: hierarchical syncs average groups, and the output is a global average") {
+TEST_CASE("driver: hierarchical syncs average groups, and the output is the global average of the last state") {
   const auto obj = make_problem();
   const Vector x0 = Vector::Zero(obj.dim());
   LocalMethod<SGD, HierarchicalSync> method({.workers = 4, .max_steps = 10}, SGD{},
                                             HierarchicalSync{.H = 2, .global_every = 2, .group_size = 2},
                                             ConstantBatch{4}, ConstantLr{.lr = 0.05}, IidSampler(4));
-  const RunResult r = method.run(obj, x0);
+  // records the workers' points after each sync and the scope of that sync
+  struct Recorder {
+    std::vector<Matrix> X;
+    std::vector<SyncScope> scope;
+    void on_sync(const RunState& s) {
+      X.emplace_back(s.X);
+      scope.push_back(s.scope);
+    }
+  } rec;
+  const RunResult r = method.run(obj, x0, rec);
   // rounds end at steps 2 (group), 4 (global), 6 (group), 8 (global), 10 (group) + a forced final global
   CHECK(r.metrics.comm_rounds == 6);
   CHECK(r.metrics.global_rounds == 3);
-  CHECK(r.x.allFinite());
+  REQUIRE(rec.X.size() == 5);
+  for (size_t k = 0; k < rec.X.size(); ++k) {
+    const Matrix& X = rec.X[k];
+    const bool global = k % 2 == 1;
+    CHECK((rec.scope[k] == SyncScope::global) == global);
+    // a group sync makes the columns of each group equal (and the groups different); a global one all of them
+    CHECK((X.col(0) - X.col(1)).cwiseAbs().maxCoeff() == 0.0);
+    CHECK((X.col(2) - X.col(3)).cwiseAbs().maxCoeff() == 0.0);
+    CHECK(((X.col(0) - X.col(2)).cwiseAbs().maxCoeff() == 0.0) == global);
+  }
+  // the output: the mean of the four workers after the last (group) sync, computed here independently
+  const Vector expected = rec.X.back().rowwise().sum() / 4.0;
+  CHECK(max_rel_diff(r.x, expected) < 1e-15);
+}
+
+namespace {
+// Minibatch SGD with the mean of the M workers' gradients, followed by outer SGD with Nesterov momentum at
+// every step, written without the driver.
+Vector minibatch_sgd_with_outer(const LeastSquares& obj, Vector x, Index M, Index steps, Index b, double lr,
+                                OuterSGDOptions outer, std::uint64_t seed) {
+  IidSampler sampler(seed);
+  sampler.reset(M, obj.num_samples());
+  auto ws = obj.make_workspace();
+  std::vector<Index> idx(static_cast<size_t>(b));
+  Vector g(obj.dim()), gm(obj.dim()), v = Vector::Zero(obj.dim());
+  for (Index k = 0; k < steps; ++k) {
+    g.setZero();
+    for (Index m = 0; m < M; ++m) {
+      sampler.draw(m, k, idx);
+      obj.gradient(x, idx, gm, ws);
+      g += gm;
+    }
+    g /= static_cast<double>(M);
+    const Vector delta = lr * g;  // x − (x − lr·g)
+    v = outer.momentum * v + delta;
+    x -= outer.lr * (delta + outer.momentum * v);
+  }
+  return x;
+}
+}  // namespace
+
+TEST_CASE("driver: an outer optimizer also acts on rounds that average gradients (every step)") {
+  const auto obj = make_problem();
+  const Vector x0 = Vector::Ones(obj.dim());
+  const OuterSGDOptions nesterov{.lr = 0.7, .momentum = 0.9, .nesterov = true};
+  using EveryStepOuter = LocalMethod<SGD, EveryStepSync, ConstantBatch, ConstantLr, IidSampler, OuterSGD>;
+  EveryStepOuter with_outer({.workers = 3, .max_steps = 25}, SGD{}, EveryStepSync{}, ConstantBatch{4},
+                            ConstantLr{.lr = 0.05}, IidSampler(5), OuterSGD(nesterov));
+  const RunResult r = with_outer.run(obj, x0);
+  const Vector expected = minibatch_sgd_with_outer(obj, x0, 3, 25, 4, 0.05, nesterov, 5);
+  CHECK(max_rel_diff(r.x, expected) < 1e-12);
+  // and it is not plain averaging (the defect: the outer step was skipped on these rounds)
+  EveryStepOuter plain({.workers = 3, .max_steps = 25}, SGD{}, EveryStepSync{}, ConstantBatch{4},
+                       ConstantLr{.lr = 0.05}, IidSampler(5), OuterSGD{});
+  CHECK(max_rel_diff(plain.run(obj, x0).x, expected) > 1e-3);
+  // parameter averaging after every step is the same method for SGD
+  using ParamAvgOuter = LocalMethod<SGD, ConstantSync, ConstantBatch, ConstantLr, IidSampler, OuterSGD>;
+  ParamAvgOuter by_params({.workers = 3, .max_steps = 25}, SGD{}, ConstantSync{1}, ConstantBatch{4},
+                          ConstantLr{.lr = 0.05}, IidSampler(5), OuterSGD(nesterov));
+  CHECK(max_rel_diff(by_params.run(obj, x0).x, expected) < 1e-12);
+}
+
+TEST_CASE("driver: on_batch_change returning false stops the run at the first change") {
+  const auto obj = make_problem();
+  const Vector x0 = Vector::Zero(obj.dim());
+  AdaptiveBatchOptions bo{.b_min = 2, .b_max = 256, .variance = VarianceMode::exact, .apply_at = ApplyAt::next_step};
+  LocalMethod<SGD, ConstantSync, NormTestRule> method({.workers = 2, .max_steps = 400}, SGD{}, ConstantSync{4},
+                                                      NormTestRule(bo, NormTest{.eta = 0.2}), ConstantLr{.lr = 0.05},
+                                                      IidSampler(3));
+  struct StopAtChange {
+    Index calls = 0, round = -1;
+    bool on_batch_change(const RunState& s) {
+      ++calls;
+      round = s.round;
+      return false;
+    }
+  } stop;
+  HookCounter count;
+  const RunResult r = method.run(obj, x0, stop, count);
+  CHECK(stop.calls == 1);
+  CHECK(r.reason == StopReason::observer);
+  CHECK(r.message.find("batch-size change") != std::string::npos);
+  CHECK(r.metrics.comm_rounds == stop.round + 1);
+  CHECK(r.metrics.steps < 400);
+  CHECK(count.syncs == stop.round + 1);  // the other observers still see the sync where it stopped
+}
+
+namespace {
+// Least squares whose gradient throws std::bad_alloc on a batch of 7 (only worker 1 gets one).
+struct ThrowingObjective : LeastSquares {
+  explicit ThrowingObjective(LeastSquares base) : LeastSquares(std::move(base)) {}
+  double gradient(ConstVectorRef x, IndexSpan batch, VectorRef g, Workspace& ws) const {
+    if (batch.size() == 7) throw std::bad_alloc();
+    return LeastSquares::gradient(x, batch, g, ws);
+  }
+};
+// Gives worker 1 a batch of 7 from step 5 on, so that its gradient throws inside the parallel region.
+struct GrowingBatch {
+  Index step = 0;
+  void reset(Index, Index) { step = 0; }
+  Index batch_size(Index m) const { return m == 1 && step >= 5 ? 7 : 4; }
+  Index max_batch_size() const { return 7; }
+  void validate() const {}
+  template <class Ctx>
+  void after_gradients(const Ctx&) {
+    ++step;
+  }
+  template <class Ctx>
+  void at_sync(const Ctx&) {}
+};
+}  // namespace
+
+TEST_CASE("driver: an exception in a worker's gradient leaves the parallel region and reaches the caller") {
+  const ThrowingObjective obj(make_problem());
+  const Vector x0 = Vector::Zero(obj.dim());
+  for (int threads : {1, 2}) {
+    LocalMethod<SGD, ConstantSync, GrowingBatch> method({.workers = 4, .max_steps = 20, .threads = threads}, SGD{},
+                                                        ConstantSync{2});
+    CHECK_THROWS_AS(method.run(obj, x0), std::bad_alloc);
+  }
 }
 
 TEST_CASE("driver: divergence stops the run and names the step and round") {

@@ -2,10 +2,16 @@
 // picks them at run time, so each Any* type below holds one of the library's policies in a std::variant and
 // forwards every call to it. One LocalMethod<Any...> instantiation per objective serves every configuration;
 // the cost is one switch per call, against a gradient that costs O(b·d).
+//
+// The driver calls some hooks only when a policy has them (lgm/core/hooks.hpp). A wrapper that forgot one
+// would drop it silently, so each wrapper lists the hooks it forwards in `forwarded_hooks`, and a
+// static_assert below checks the list against every alternative.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <span>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -90,6 +96,7 @@ class AnySyncRule {
 class AnyBatchRule {
  public:
   using Variant = std::variant<ConstantBatch, NormTestRule, InnerProductTestRule, AugmentedInnerProductTestRule>;
+  static constexpr std::array<std::string_view, 2> forwarded_hooks = {"before_gradients", "sync_payload_elements"};
 
   AnyBatchRule() = default;
   template <class R>
@@ -108,6 +115,15 @@ class AnyBatchRule {
   void validate() const {
     std::visit([](const auto& r) { r.validate(); }, m_v);
   }
+  /// Forwarded to the rules that size a step before its draw; a no-op for the others.
+  template <class Ctx>
+  void before_gradients(const Ctx& ctx) {
+    std::visit(
+        [&](auto& r) {
+          if constexpr (hooks::HasBeforeGradients<std::remove_cvref_t<decltype(r)>, Ctx>) r.before_gradients(ctx);
+        },
+        m_v);
+  }
   template <class Ctx>
   void after_gradients(const Ctx& ctx) {
     std::visit([&](auto& r) { r.after_gradients(ctx); }, m_v);
@@ -117,14 +133,7 @@ class AnyBatchRule {
     std::visit([&](auto& r) { r.at_sync(ctx); }, m_v);
   }
   Index sync_payload_elements(Index d) const {
-    return std::visit(
-        [&](const auto& r) -> Index {
-          if constexpr (requires { r.sync_payload_elements(d); })
-            return r.sync_payload_elements(d);
-          else
-            return 0;
-        },
-        m_v);
+    return std::visit([&](const auto& r) -> Index { return lgm::detail::sync_payload_elements(r, d); }, m_v);
   }
 
  private:
@@ -156,6 +165,7 @@ class AnySchedule {
 class AnySampler {
  public:
   using Variant = std::variant<IidSampler, ShuffledEpochSampler, ShardedSampler, DirichletLabelSampler>;
+  static constexpr std::array<std::string_view, 1> forwarded_hooks = {"validate"};
 
   AnySampler() : m_v(IidSampler(0)) {}
   template <class S>
@@ -206,6 +216,7 @@ class AnyOuterOptimizer {
 /// Compute time is the same on every network; only the collectives are priced again.
 class MultiNetworkCost {
  public:
+  static constexpr std::array<std::string_view, 1> forwarded_hooks = {"validate(workers)"};
   MultiNetworkCost() = default;
   MultiNetworkCost(AlphaBetaCostOptions primary, std::vector<NetworkLink> others) : m_primary(primary) {
     for (const NetworkLink& link : others) {
@@ -240,6 +251,27 @@ class MultiNetworkCost {
   std::vector<AlphaBetaCost> m_others;
   mutable std::vector<double> m_other_seconds;
 };
+
+namespace detail {
+// The context type the driver hands the batch rule (any objective and communicator give the same answer: the
+// hooks are templates on it).
+using ProbeContext = StepContext<LeastSquares, InProcessCommunicator>;
+template <class Variant, class Wrapper, class Family>
+struct ForwardsAll;
+template <class... Alternatives, class Wrapper, class Family>
+struct ForwardsAll<std::variant<Alternatives...>, Wrapper, Family> {
+  static constexpr bool value = hooks::forwards_every_hook<Family, Wrapper, Alternatives...>();
+};
+}  // namespace detail
+
+static_assert(
+    detail::ForwardsAll<AnyBatchRule::Variant, AnyBatchRule, hooks::BatchRuleHooks<detail::ProbeContext>>::value,
+    "AnyBatchRule::forwarded_hooks must list, and AnyBatchRule must forward, every optional batch-rule "
+    "hook (lgm/core/hooks.hpp) that one of its alternatives has");
+static_assert(detail::ForwardsAll<AnySampler::Variant, AnySampler, hooks::SamplerHooks>::value,
+              "AnySampler must forward every optional sampler hook (lgm/core/hooks.hpp) of its alternatives");
+static_assert(detail::ForwardsAll<std::variant<AlphaBetaCost>, MultiNetworkCost, hooks::CostModelHooks>::value,
+              "MultiNetworkCost must forward every optional cost-model hook (lgm/core/hooks.hpp)");
 
 /// The one method type of the simulator.
 using ConfiguredMethod = LocalMethod<AnyLocalOptimizer, AnySyncRule, AnyBatchRule, AnySchedule, AnySampler,

@@ -1,6 +1,11 @@
 // The driver: one loop that runs a local gradient method and delegates every decision to a policy
-// (DESIGN §1–2). Reference algorithm: adaptive-batch-local-methods.md §3.6 (LABS) with the round
-// structure of synchronization-rules.md §1 ("H completed local steps, then average", A6).
+// (docs/design.md §The driver). Reference algorithm: docs/batch_rules.md §Pseudocode (LABS) with the round
+// structure of docs/sync_rules.md §Rounds ("H completed local steps, then average").
+//
+// LocalMethod holds the policies and checks them; a run is a detail::RunLoop, whose phases are the named
+// members below (plan_round, size_step, compute_gradients, average_gradients, optimizer_step, synchronize,
+// account_round, notify_sync, final_global_sync). A new backend changes where the buffers live (the storage);
+// a new rule changes one phase.
 #pragma once
 
 #include <algorithm>
@@ -8,6 +13,7 @@
 #include <numeric>
 #include <span>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -17,6 +23,8 @@
 #include "lgm/comm/in_process.hpp"
 #include "lgm/core/concepts.hpp"
 #include "lgm/core/error.hpp"
+#include "lgm/core/hooks.hpp"
+#include "lgm/core/parallel.hpp"
 #include "lgm/core/step_context.hpp"
 #include "lgm/core/storage.hpp"
 #include "lgm/core/types.hpp"
@@ -33,14 +41,13 @@ namespace lgm {
 struct RunOptions {
   Index workers = 1;      ///< M
   Index max_steps = 0;    ///< budget in local steps K (0: none)
-  Index max_samples = 0;  ///< budget in samples processed by all workers (0: none); reference §3.5
+  Index max_samples = 0;  ///< budget in samples processed by all workers (0: none); docs/batch_rules.md §Budgets
   int threads = 1;        ///< OpenMP threads over workers; results do not depend on it
 };
 
 namespace detail {
 
-// Observers may implement any of on_step, on_sync, on_batch_change, on_end, each taking a const RunState&
-// and returning void or bool (false stops the run).
+/// Calls obs.hook(s) through `call` when Obs has the hook; a hook returning bool can stop the run (false).
 template <class Obs, class F>
 bool notify(Obs& obs, F&& call) {
   if constexpr (std::is_same_v<decltype(call(obs)), bool>) {
@@ -51,33 +58,20 @@ bool notify(Obs& obs, F&& call) {
   }
 }
 
-#define LGM_DETAIL_HOOK(name)                                 \
+#define LGM_DETAIL_HOOK(name, Concept)                        \
   template <class Obs>                                        \
   bool call_##name(Obs& obs, const RunState& s) {             \
-    if constexpr (requires { obs.name(s); }) {                \
+    if constexpr (hooks::Concept<Obs, RunState>) {            \
       return notify(obs, [&](auto& o) { return o.name(s); }); \
     } else {                                                  \
       return true;                                            \
     }                                                         \
   }
-LGM_DETAIL_HOOK(on_step)
-LGM_DETAIL_HOOK(on_sync)
-LGM_DETAIL_HOOK(on_batch_change)
-LGM_DETAIL_HOOK(on_end)
+LGM_DETAIL_HOOK(on_step, HasOnStep)
+LGM_DETAIL_HOOK(on_sync, HasOnSync)
+LGM_DETAIL_HOOK(on_batch_change, HasOnBatchChange)
+LGM_DETAIL_HOOK(on_end, HasOnEnd)
 #undef LGM_DETAIL_HOOK
-
-template <class Obs>
-constexpr bool has_on_step = requires(Obs& o, const RunState& s) {
-  o.on_step(s);
-};
-template <class Obs>
-constexpr bool has_on_sync = requires(Obs& o, const RunState& s) {
-  o.on_sync(s);
-};
-template <class Obs>
-constexpr bool has_on_batch_change = requires(Obs& o, const RunState& s) {
-  o.on_batch_change(s);
-};
 
 /// True for outer optimizers that declare themselves plain averaging (the driver then copies the mean).
 template <class Outer>
@@ -88,15 +82,9 @@ constexpr bool is_plain_average() {
     return false;
 }
 
-/// Rules may size a step before its batches are drawn (AdaptiveBatch with apply_at = this_step).
-template <class Rule, class Ctx>
-constexpr bool has_before_gradients = requires(Rule& r, const Ctx& ctx) {
-  r.before_gradients(ctx);
-};
-
 template <class Rule>
 Index sync_payload_elements(const Rule& rule, Index d) {
-  if constexpr (requires { rule.sync_payload_elements(d); }) {
+  if constexpr (hooks::HasSyncPayload<Rule>) {
     return rule.sync_payload_elements(d);
   } else {
     return 0;
@@ -126,6 +114,9 @@ constexpr bool packs_sync_message() {
   else
     return false;
 }
+
+template <class Method, class Comm, class Obj, class... Observers>
+class RunLoop;
 
 }  // namespace detail
 
@@ -157,6 +148,14 @@ class LocalMethod {
                 "element_bytes");
 
  public:
+  using optimizer_type = Opt;
+  using sync_rule_type = Sync;
+  using batch_rule_type = Batch;
+  using schedule_type = Schedule;
+  using sampler_type = Samp;
+  using outer_optimizer_type = Outer;
+  using cost_model_type = Cost;
+
   explicit LocalMethod(RunOptions run = {}, Opt opt = {}, Sync sync = {}, Batch batch = {}, Schedule schedule = {},
                        Samp sampler = {}, Outer outer = {}, Cost cost = {})
       : m_run(run),
@@ -198,8 +197,8 @@ class LocalMethod {
     m_batch.validate();
     m_schedule.validate();
     m_outer.validate();
-    if constexpr (requires { m_sampler.validate(); }) m_sampler.validate();
-    if constexpr (requires { m_cost.validate(m_run.workers); }) m_cost.validate(m_run.workers);
+    if constexpr (hooks::HasValidate<Samp>) m_sampler.validate();
+    if constexpr (hooks::HasValidateWorkers<Cost>) m_cost.validate(m_run.workers);
   }
 
   /// Runs the method in this process with M = options().workers workers as columns of one matrix.
@@ -216,6 +215,9 @@ class LocalMethod {
   RunResult run_with(Comm& comm, const Obj& obj, ConstVectorRef x0, Observers&... observers);
 
  private:
+  template <class Method, class Comm, class Obj, class... Observers>
+  friend class detail::RunLoop;
+
   RunOptions m_run;
   Opt m_opt;
   Sync m_sync;
@@ -226,6 +228,467 @@ class LocalMethod {
   Cost m_cost;
 };
 
+namespace detail {
+
+/// The optimizer state of `workers` replicas: host optimizers allocate it themselves, device ones in `store`.
+template <class Opt, class Storage>
+auto init_optimizer_state(const Opt& opt, Index d, Index workers, const Storage& store) {
+  if constexpr (Storage::is_host)
+    return opt.init(d, workers);
+  else
+    return opt.init(d, workers, store);
+}
+
+/// One run of a LocalMethod over a communicator: the buffers, the loop state and the phases of the loop.
+/// Everything the loop touches is allocated in the constructor (no allocation per step, except an index
+/// buffer when a batch grows), in the communicator's storage: host memory, or device memory from the GPU
+/// backend's caching pool.
+template <class Method, class Comm, class Obj, class... Observers>
+class RunLoop {
+  using Opt = typename Method::optimizer_type;
+  using Batch = typename Method::batch_rule_type;
+  using Outer = typename Method::outer_optimizer_type;
+  using Storage = std::remove_cvref_t<decltype(storage_of(std::declval<Comm&>()))>;
+  static constexpr bool on_host = Storage::is_host;
+  using Ctx = StepContext<Obj, Comm, Storage>;
+  using MatrixT = decltype(std::declval<Storage&>().matrix(Index{}, Index{}));
+  using VectorT = decltype(std::declval<Storage&>().vector(Index{}));
+  using StateT =
+      decltype(init_optimizer_state(std::declval<const Opt&>(), Index{}, Index{}, std::declval<const Storage&>()));
+
+  // a device run downloads X for the observers only when one of them has a hook that reads it
+  static constexpr bool step_observed = on_host || (hooks::HasOnStep<Observers, RunState> || ...);
+  static constexpr bool sync_observed = on_host || (hooks::HasOnSync<Observers, RunState> || ...) ||
+                                        (hooks::HasOnBatchChange<Observers, RunState> || ...);
+
+ public:
+  RunLoop(Method& method, Comm& comm, const Obj& obj, ConstVectorRef x0, Observers&... observers)
+      : m_method(method),
+        m_comm(comm),
+        m_store(storage_of(comm)),
+        m_obj(obj),
+        m_observers(observers...),
+        m_M(comm.size()),
+        m_local(comm.local_size()),
+        m_first(comm.first_worker()),
+        m_d(obj.dim()),
+        m_fields(method.m_opt.averaged_field_count()),
+        m_pack(on_host && packs_sync_message<Comm>() && m_fields > 0),
+        m_X(m_store.matrix(m_d, m_local)),
+        m_G(m_store.matrix(m_d, m_local)),
+        m_scratch(m_store.matrix(m_d, 2 * m_local + 2)),
+        m_x_sync(m_store.vector(m_d)),
+        m_mean(m_store.vector(m_d)),
+        m_x_sync_host(x0),
+        m_X_host(on_host ? 0 : m_d, on_host ? 0 : m_local),
+        m_mean_host(on_host ? 0 : m_d),
+        m_state(init_state()),
+        m_packed(m_pack ? m_d * (1 + m_fields) : 0, m_pack ? m_local : 0),
+        m_packed_mean(m_pack ? m_d * (1 + m_fields) : 0) {
+    m_store.upload(x0, m_x_sync);
+    m_comm.broadcast(m_x_sync, m_X);
+    method.m_outer.init(m_d);
+    method.m_batch.reset(m_local, m_M);
+    method.m_sampler.reset(m_M, obj.num_samples());
+    // a batched (device) objective computes all local workers at once in one workspace
+    const Index workspace_count = on_host ? m_local : 1;
+    m_workspaces.reserve(static_cast<size_t>(workspace_count));
+    for (Index m = 0; m < workspace_count; ++m) m_workspaces.push_back(obj.make_workspace());
+    m_all_indices.resize(static_cast<size_t>(obj.num_samples()));
+    std::iota(m_all_indices.begin(), m_all_indices.end(), Index{0});
+    const auto L = static_cast<size_t>(m_local);
+    m_index_buffers.resize(L);
+    m_batches.resize(L);
+    m_sizes.resize(L);
+    m_step_sizes.resize(L);
+    m_losses.resize(L);
+    m_round_compute.resize(L);
+    for (Index m = 0; m < m_local; ++m) m_sizes[static_cast<size_t>(m)] = method.m_batch.batch_size(m);
+  }
+
+  /// The loop: rounds until the budget is spent, the run diverges or an observer stops it.
+  RunResult run() {
+    while (!m_stop && budget_left()) {
+      plan_round();
+      if (!run_local_steps()) break;  // diverged: no sync of non-finite parameters
+      synchronize();
+      account_round();
+      read_batch_sizes();
+      if (!shared_point_finite()) break;
+      notify_sync();
+      ++m_round;
+    }
+    final_global_sync();
+    return finish();
+  }
+
+ private:
+  // ---------------------------------------------------------------- round planning
+  /// The sync rule decides the round's period and scope from η at the round's first step
+  /// (docs/decisions.md §A1).
+  void plan_round() {
+    const Index remaining = remaining_steps();
+    m_plan = m_method.m_sync.plan(
+        RoundInfo{m_round, m_metrics.steps, m_method.m_schedule.at(m_metrics.steps, m_metrics.samples), remaining});
+    require_at_least("H (from the sync rule)", m_plan.period, Index{1});
+    if (m_plan.scope == SyncScope::group)
+      require(m_plan.group_size >= 1 && m_local % m_plan.group_size == 0, "group_size", m_plan.group_size,
+              "a divisor of the workers per process " + to_text(m_local));
+    m_H = remaining > 0 ? std::min(m_plan.period, remaining) : m_plan.period;
+    std::fill(m_round_compute.begin(), m_round_compute.end(), 0.0);
+    m_changed = false;
+  }
+
+  /// Runs the round's local steps; false when the minibatch loss became non-finite.
+  bool run_local_steps() {
+    for (Index h = 0; h < m_H; ++h) {
+      m_lr = m_method.m_schedule.at(m_metrics.steps, m_metrics.samples);
+      size_step(h + 1 == m_H);
+      const Index step_total = global_step_samples();
+      const bool budget_hit =
+          m_method.m_run.max_samples > 0 && m_metrics.samples + step_total >= m_method.m_run.max_samples;
+      const bool sync_after = h + 1 == m_H || budget_hit;
+      compute_gradients(sync_after);
+      if (m_plan.average_gradients) average_gradients();
+      optimizer_step();
+      finish_step(step_total);
+      if (!std::isfinite(m_batch_loss)) {
+        m_result.reason = StopReason::diverged;
+        m_result.message = "diverged: the minibatch loss is " + to_text(m_batch_loss) + " at step " +
+                           to_text(m_metrics.steps - 1) + " (round " + to_text(m_round) + ")";
+        return false;
+      }
+      notify_step();
+      if (sync_after || m_stop) break;
+    }
+    return true;
+  }
+
+  // ---------------------------------------------------------------- one local step
+  /// Rules that size a step from x_k^m alone do it before the draw (docs/decisions.md §A4 at every step); a
+  /// sync forced by the sample budget depends on these sizes, so the rule sees the planned one.
+  void size_step(bool planned_sync_after) {
+    if constexpr (hooks::HasBeforeGradients<Batch, Ctx>) {
+      m_method.m_batch.before_gradients(make_ctx(m_metrics.steps, planned_sync_after));
+      read_batch_sizes();
+    }
+  }
+
+  /// Σ over all M workers of this step's batch sizes.
+  Index global_step_samples() {
+    double total[1] = {0.0};
+    for (Index b : m_sizes) total[0] += static_cast<double>(b);
+    m_comm.allreduce_sum(std::span<double>(total, 1));
+    return static_cast<Index>(total[0]);
+  }
+
+  /// Draws every worker's batch and computes g^m at the pre-update point x^m (docs/batch_rules.md
+  /// §Pseudocode); then the batch rule's statistics on the local gradients, before any averaging.
+  void compute_gradients(bool sync_after) {
+    parallel_for(m_method.m_run.threads, m_local, [&](Index m) {
+      const auto um = static_cast<size_t>(m);
+      const Index b = m_sizes[um];
+      m_step_sizes[um] = b;
+      auto& buf = m_index_buffers[um];
+      if (static_cast<Index>(buf.size()) < b) buf.resize(static_cast<size_t>(b));  // only when b grows
+      std::span<Index> out(buf.data(), static_cast<size_t>(b));
+      m_method.m_sampler.draw(m_first + m, m_metrics.steps, out);
+      m_batches[um] = IndexSpan(buf.data(), static_cast<size_t>(b));
+      if constexpr (on_host) m_losses[um] = m_obj.gradient(m_X.col(m), m_batches[um], m_G.col(m), m_workspaces[um]);
+    });
+    if constexpr (!on_host) m_obj.gradients(m_X, m_batches, m_G, m_losses, m_workspaces[0]);  // one call
+    m_method.m_batch.after_gradients(make_ctx(m_metrics.steps, sync_after));
+  }
+
+  /// H = 1 as a gradient all-reduce + one step (docs/decisions.md §A9): every worker steps with the mean.
+  void average_gradients() {
+    m_comm.mean(m_G, m_mean);
+    m_comm.broadcast(m_mean, m_G);
+  }
+
+  void optimizer_step() {
+    auto& opt = m_method.m_opt;
+    if constexpr (on_host) {
+      parallel_for(m_method.m_run.threads, m_local,
+                   [&](Index m) { opt.step(m_state, m, m_X.col(m), m_G.col(m), m_lr); });
+    } else {
+      opt.step_all(m_state, m_X, m_G, m_lr, m_store.stream());  // one fused launch for all replicas
+    }
+    for (Index m = 0; m < m_local; ++m)
+      m_round_compute[static_cast<size_t>(m)] +=
+          m_method.m_cost.compute_seconds(m_first + m, m_step_sizes[static_cast<size_t>(m)]);
+  }
+
+  void finish_step(Index step_total) {
+    m_batch_loss = worker_mean(m_comm, std::span<const double>(m_losses));
+    m_metrics.samples += step_total;
+    ++m_metrics.steps;
+    read_batch_sizes();  // sizes change here only with apply_at = next_step
+  }
+
+  void notify_step() {
+    if constexpr (step_observed) {
+      const bool go = notify_all([](auto& o, const RunState& s) { return call_on_step(o, s); }, make_state(false));
+      if (!go) stop_by_observer("at step " + to_text(m_metrics.steps - 1));
+    }
+  }
+
+  // ---------------------------------------------------------------- synchronization
+  /// Averages what the plan says (docs/sync_rules.md §Rounds), then lets the batch rule act on the new point.
+  void synchronize() {
+    m_payload = m_d;
+    if (m_plan.average_gradients) {
+      sync_after_gradient_average();
+    } else if (m_plan.scope == SyncScope::global && m_pack) {
+      sync_global_packed();
+    } else if (m_plan.scope == SyncScope::global) {
+      sync_global();
+    } else {
+      sync_group();
+    }
+    if constexpr (!on_host) m_store.download(m_x_sync, m_x_sync_host);  // d numbers per round
+    m_last_sync_global = m_plan.scope == SyncScope::global;
+    m_method.m_batch.at_sync(make_ctx(m_metrics.steps - 1, true));
+    m_payload += sync_payload_elements(m_method.m_batch, m_d);
+  }
+
+  /// The gradient all-reduce was the communication: parameters and states are already identical. The outer
+  /// optimizer takes the round's common point as the worker mean (docs/optimizers.md §Outer optimizers).
+  void sync_after_gradient_average() {
+    if constexpr (is_plain_average<Outer>()) {
+      m_store.copy(m_X.col(0), m_x_sync);
+    } else {
+      m_store.copy(m_X.col(0), m_mean);
+      apply_outer();
+      m_comm.broadcast(m_x_sync, m_X);
+    }
+  }
+
+  /// x_sync ← the outer step from x_sync towards m_mean. On a device the step is d numbers per round, taken
+  /// on the host copy.
+  void apply_outer() {
+    if constexpr (on_host) {
+      m_method.m_outer.apply(m_x_sync, m_mean);
+    } else {
+      m_store.download(m_mean, m_mean_host);
+      m_method.m_outer.apply(m_x_sync_host, m_mean_host);
+      m_store.upload(m_x_sync_host, m_x_sync);
+    }
+  }
+
+  /// One message across processes: the column mean of the stacked [X; F_1; …; F_F] is the stack of the means.
+  void sync_global_packed() {
+    if constexpr (on_host) {  // m_pack is false on a device
+      const Index d = m_d;
+      auto& opt = m_method.m_opt;
+      m_packed.topRows(d) = m_X;
+      Index row = d;
+      opt.for_each_averaged_field(m_state, [&](MatrixRef F) {
+        m_packed.middleRows(row, d) = F;
+        row += d;
+      });
+      m_comm.mean(m_packed, m_packed_mean);
+      if constexpr (is_plain_average<Outer>()) {
+        m_x_sync = m_packed_mean.head(d);
+      } else {
+        m_method.m_outer.apply(m_x_sync, m_packed_mean.head(d));
+      }
+      m_comm.broadcast(m_x_sync, m_X);
+      row = d;
+      opt.for_each_averaged_field(m_state, [&](MatrixRef F) {
+        m_comm.broadcast(m_packed_mean.segment(row, d), F);
+        row += d;
+      });
+      m_payload += d * m_fields;
+    }
+  }
+
+  void sync_global() {
+    m_comm.mean(m_X, m_mean);
+    if constexpr (is_plain_average<Outer>())
+      m_store.copy(m_mean, m_x_sync);
+    else
+      apply_outer();
+    m_comm.broadcast(m_x_sync, m_X);
+    average_state_fields();
+  }
+
+  /// The optimizer-state fields selected for averaging (docs/decisions.md §A8).
+  void average_state_fields() {
+    m_method.m_opt.for_each_averaged_field(m_state, [&](auto&& F) {
+      m_comm.mean(F, m_mean);
+      m_comm.broadcast(m_mean, F);
+    });
+    m_payload += m_d * m_fields;
+  }
+
+  /// A group sync averages consecutive workers; the outer optimizer acts at global syncs only.
+  void sync_group() {
+    m_comm.group_average(m_X, m_plan.group_size);
+    m_method.m_opt.for_each_averaged_field(m_state, [&](auto&& F) { m_comm.group_average(F, m_plan.group_size); });
+    m_payload += m_d * m_fields;
+  }
+
+  /// Simulated time and bytes of the round (docs/design.md §Cost model).
+  void account_round() {
+    auto& cost = m_method.m_cost;
+    const Index participants = m_plan.scope == SyncScope::global ? m_M : m_plan.group_size;
+    const double bytes = cost.element_bytes() * static_cast<double>(m_payload);
+    double slowest[1] = {*std::max_element(m_round_compute.begin(), m_round_compute.end())};
+    m_comm.allreduce_max(std::span<double>(slowest, 1));
+    const double comm_s = cost.allreduce_seconds(bytes, participants, m_plan.scope, m_plan.group_size);
+    m_metrics.bytes += cost.allreduce_bytes_sent(bytes, participants);
+    m_metrics.compute_time_s += slowest[0];
+    m_metrics.comm_time_s += comm_s;
+    m_metrics.sim_time_s = m_metrics.compute_time_s + m_metrics.comm_time_s;
+    ++m_metrics.comm_rounds;
+    if (m_plan.scope == SyncScope::global) ++m_metrics.global_rounds;
+  }
+
+  bool shared_point_finite() {
+    if (shared_host().allFinite()) return true;
+    m_result.reason = StopReason::diverged;
+    m_result.message = "diverged: the averaged parameters are not finite after round " + to_text(m_round) + " (step " +
+                       to_text(m_metrics.steps - 1) + ")";
+    return false;
+  }
+
+  /// on_batch_change (when a size changed since the last sync) and on_sync; either may stop the run.
+  void notify_sync() {
+    if constexpr (sync_observed) {
+      const RunState s = make_state(true);
+      if (m_changed && !notify_all([](auto& o, const RunState& st) { return call_on_batch_change(o, st); }, s) &&
+          !m_stop)
+        stop_by_observer("at the batch-size change after round " + to_text(m_round));
+      if (!notify_all([](auto& o, const RunState& st) { return call_on_sync(o, st); }, s) && !m_stop)
+        stop_by_observer("after round " + to_text(m_round));
+    }
+  }
+
+  /// The output is a globally averaged model (docs/decisions.md §Final model): one more global sync is
+  /// charged when the last one was a group sync.
+  void final_global_sync() {
+    if (m_last_sync_global || m_result.reason == StopReason::diverged) return;
+    auto& cost = m_method.m_cost;
+    m_comm.mean(m_X, m_mean);
+    m_store.copy(m_mean, m_x_sync);
+    m_comm.broadcast(m_x_sync, m_X);
+    if constexpr (!on_host) m_store.download(m_x_sync, m_x_sync_host);
+    const double bytes = cost.element_bytes() * static_cast<double>(m_d);
+    m_metrics.bytes += cost.allreduce_bytes_sent(bytes, m_M);
+    m_metrics.comm_time_s += cost.allreduce_seconds(bytes, m_M, SyncScope::global, 0);
+    m_metrics.sim_time_s = m_metrics.compute_time_s + m_metrics.comm_time_s;
+    ++m_metrics.comm_rounds;
+    ++m_metrics.global_rounds;
+  }
+
+  RunResult finish() {
+    if (m_result.reason == StopReason::budget) m_result.message = "budget reached";
+    m_result.metrics = m_metrics;
+    m_result.x = shared_host();
+    m_result.last_batch_loss = m_batch_loss;
+    notify_all([](auto& o, const RunState& s) { return call_on_end(o, s); }, make_state(true));
+    return std::move(m_result);
+  }
+
+  // ---------------------------------------------------------------- helpers
+  StateT init_state() const { return init_optimizer_state(m_method.m_opt, m_d, m_local, m_store); }
+
+  Index remaining_steps() const {
+    return m_method.m_run.max_steps > 0 ? m_method.m_run.max_steps - m_metrics.steps : -1;
+  }
+
+  bool budget_left() const {
+    const RunOptions& run = m_method.m_run;
+    return (run.max_steps == 0 || m_metrics.steps < run.max_steps) &&
+           (run.max_samples == 0 || m_metrics.samples < run.max_samples);
+  }
+
+  /// Re-reads every worker's next batch size; notes a change for on_batch_change.
+  void read_batch_sizes() {
+    for (Index m = 0; m < m_local; ++m) {
+      const Index b = m_method.m_batch.batch_size(m);
+      m_changed = m_changed || b != m_sizes[static_cast<size_t>(m)];
+      m_sizes[static_cast<size_t>(m)] = b;
+    }
+  }
+
+  void stop_by_observer(const std::string& where) {
+    m_stop = true;
+    m_result.reason = StopReason::observer;
+    m_result.message = "stopped by an observer " + where;
+  }
+
+  const Vector& shared_host() const {
+    if constexpr (on_host)
+      return m_x_sync;
+    else
+      return m_x_sync_host;
+  }
+
+  RunState make_state(bool at_sync) {
+    if constexpr (on_host) {
+      return RunState{m_metrics,    m_round, m_plan.period, m_plan.scope, m_lr,
+                      m_batch_loss, m_X,     m_x_sync,      m_sizes,      at_sync};
+    } else {
+      m_store.download_matrix(m_X, m_X_host);
+      return RunState{m_metrics,    m_round,  m_plan.period, m_plan.scope, m_lr,
+                      m_batch_loss, m_X_host, m_x_sync_host, m_sizes,      at_sync};
+    }
+  }
+
+  Ctx make_ctx(Index step, bool sync_after) {
+    return Ctx{m_obj,     m_comm,        m_X,  m_G,        m_batches,    m_workspaces,
+               m_scratch, m_all_indices, step, sync_after, m_plan.scope, m_method.m_run.threads};
+  }
+
+  /// Every observer's hook is called (none is skipped because an earlier one asked to stop).
+  template <class Hook>
+  bool notify_all(Hook hook, const RunState& s) {
+    return std::apply(
+        [&](auto&... obs) {
+          bool go = true;
+          ((go = hook(obs, s) && go), ...);
+          return go;
+        },
+        m_observers);
+  }
+
+  Method& m_method;
+  Comm& m_comm;
+  Storage& m_store;
+  const Obj& m_obj;
+  std::tuple<Observers&...> m_observers;
+  const Index m_M, m_local, m_first, m_d, m_fields;
+  const bool m_pack;
+
+  // buffers (DESIGN: one allocation per run)
+  MatrixT m_X, m_G, m_scratch;
+  VectorT m_x_sync, m_mean;
+  Vector m_x_sync_host;  // a device run's host copies: the shared point (observers, outer step, result),
+  Matrix m_X_host;       // X (downloaded only for observers that read it)
+  Vector m_mean_host;
+  StateT m_state;
+  Matrix m_packed;  // across processes: [x; averaged state fields], d·(1 + F) × M_local
+  Vector m_packed_mean;
+  std::vector<typename Obj::Workspace> m_workspaces;
+  std::vector<Index> m_all_indices;
+  std::vector<std::vector<Index>> m_index_buffers;
+  std::vector<IndexSpan> m_batches;
+  std::vector<Index> m_sizes, m_step_sizes;
+  std::vector<double> m_losses, m_round_compute;
+
+  // loop state
+  Metrics m_metrics;
+  RunResult m_result;
+  SyncPlan m_plan;
+  Index m_round = 0, m_H = 0, m_payload = 0;
+  double m_lr = 0.0, m_batch_loss = 0.0;
+  bool m_stop = false, m_last_sync_global = true, m_changed = false;
+};
+
+}  // namespace detail
+
 template <class Opt, class Sync, class Batch, class Schedule, class Samp, class Outer, class Cost>
 template <class Comm, class Obj, class... Observers>
 RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(Comm& comm, const Obj& obj,
@@ -234,10 +697,8 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
   static_assert(Communicator<Comm>,
                 "Comm must model lgm::Communicator: size(), local_size(), first_worker(), mean(X, out), "
                 "group_average(X, group), allreduce_sum(v), allreduce_max(v)");
-  auto& store = detail::storage_of(comm);
-  using Storage = std::remove_cvref_t<decltype(store)>;
-  constexpr bool on_host = Storage::is_host;
-  if constexpr (on_host) {
+  using Storage = std::remove_cvref_t<decltype(detail::storage_of(comm))>;
+  if constexpr (Storage::is_host) {
     static_assert(Objective<Obj>, "a host run needs an lgm::Objective (gradient(x, batch, g, ws) per worker)");
     static_assert(LocalOptimizer<Opt>, "a host run needs an lgm::LocalOptimizer (step(state, m, x, g, lr))");
   } else {
@@ -246,306 +707,13 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
     static_assert(BatchedLocalOptimizer<Opt> && std::is_same_v<typename Opt::Storage, Storage>,
                   "a device run needs an optimizer on the communicator's storage (lgm::gpu::SGD<>, ...)");
   }
-  using Ctx = StepContext<Obj, Comm, Storage>;
-  static_assert(BatchSizeRuleFor<Batch, Ctx>,
+  static_assert(BatchSizeRuleFor<Batch, StepContext<Obj, Comm, Storage>>,
                 "Batch must provide after_gradients(const StepContext&) and at_sync(const StepContext&)");
   detail::require(comm.size() == m_run.workers, "M", m_run.workers,
                   "the communicator's worker count " + detail::to_text(comm.size()));
   validate(obj, x0);
-
-  const Index M = comm.size();
-  const Index M_local = comm.local_size();
-  const Index first = comm.first_worker();
-  const Index d = obj.dim();
-  const int threads = m_run.threads;
-
-  // ---- everything the loop touches is allocated here (DESIGN §3: no allocation per step), in the storage of
-  // the communicator: host memory, or device memory from the GPU backend's caching pool
-  auto X = store.matrix(d, M_local);
-  auto G = store.matrix(d, M_local);
-  auto scratch = store.matrix(d, 2 * M_local + 2);
-  auto x_sync = store.vector(d);
-  auto mean = store.vector(d);
-  store.upload(x0, x_sync);
-  comm.broadcast(x_sync, X);
-  // a device run keeps host copies of the shared point (observers, the outer step, the result) and of X
-  // (downloaded only for observers that read it)
-  Vector x_sync_host = x0;
-  Matrix X_host(on_host ? 0 : d, on_host ? 0 : M_local);
-  Vector mean_host(on_host ? 0 : d);
-  auto shared_host = [&]() -> const Vector& {
-    if constexpr (on_host)
-      return x_sync;
-    else
-      return x_sync_host;
-  };
-  auto state = [&] {
-    if constexpr (on_host)
-      return m_opt.init(d, M_local);
-    else
-      return m_opt.init(d, M_local, store);
-  }();
-  m_outer.init(d);
-  m_batch.reset(M_local, M);
-  m_sampler.reset(M, obj.num_samples());
-  // a batched (device) objective computes all local workers at once in one workspace
-  const Index workspace_count = on_host ? M_local : 1;
-  std::vector<typename Obj::Workspace> workspaces;
-  workspaces.reserve(static_cast<size_t>(workspace_count));
-  for (Index m = 0; m < workspace_count; ++m) workspaces.push_back(obj.make_workspace());
-  std::vector<Index> all_indices(static_cast<size_t>(obj.num_samples()));
-  std::iota(all_indices.begin(), all_indices.end(), Index{0});
-  std::vector<std::vector<Index>> index_buffers(static_cast<size_t>(M_local));
-  std::vector<IndexSpan> batches(static_cast<size_t>(M_local));
-  std::vector<Index> sizes(static_cast<size_t>(M_local)), step_sizes(static_cast<size_t>(M_local));
-  std::vector<double> losses(static_cast<size_t>(M_local)), round_compute(static_cast<size_t>(M_local));
-  for (Index m = 0; m < M_local; ++m) sizes[static_cast<size_t>(m)] = m_batch.batch_size(m);
-  // across processes, a global sync sends [x; averaged state fields] as one d·(1 + F) × M_local message
-  const Index fields = m_opt.averaged_field_count();
-  const bool pack = on_host && detail::packs_sync_message<Comm>() && fields > 0;
-  Matrix packed(pack ? d * (1 + fields) : 0, pack ? M_local : 0);
-  Vector packed_mean(pack ? d * (1 + fields) : 0);
-
-  Metrics metrics;
-  RunResult result;
-  Index round = 0;
-  SyncPlan plan;
-  double lr = 0.0, batch_loss = 0.0;
-  bool stop = false, last_sync_global = true;
-
-  auto make_state = [&](bool at_sync) {
-    if constexpr (on_host) {
-      return RunState{metrics, round, plan.period, plan.scope, lr, batch_loss, X, x_sync, sizes, at_sync};
-    } else {
-      store.download_matrix(X, X_host);
-      return RunState{metrics, round, plan.period, plan.scope, lr, batch_loss, X_host, x_sync_host, sizes, at_sync};
-    }
-  };
-  // a device run downloads X for the observers only when one of them has the hook
-  constexpr bool step_observed = on_host || (detail::has_on_step<Observers> || ...);
-  constexpr bool sync_observed =
-      on_host || (detail::has_on_sync<Observers> || ...) || (detail::has_on_batch_change<Observers> || ...);
-  auto make_ctx = [&](Index step, bool sync_after) {
-    return Ctx{obj, comm, X, G, batches, workspaces, scratch, all_indices, step, sync_after, plan.scope, threads};
-  };
-  auto notify_all = [&](auto hook, const RunState& s) {
-    (void)hook;  // unused when there are no observers
-    bool go = true;
-    ((go = hook(observers, s) && go), ...);
-    return go;
-  };
-  auto budget_left = [&] {
-    return (m_run.max_steps == 0 || metrics.steps < m_run.max_steps) &&
-           (m_run.max_samples == 0 || metrics.samples < m_run.max_samples);
-  };
-
-  while (!stop && budget_left()) {
-    // ---- start of a round: the sync rule decides its period from η at the round's first step (A1)
-    const Index remaining = m_run.max_steps > 0 ? m_run.max_steps - metrics.steps : -1;
-    plan = m_sync.plan(RoundInfo{round, metrics.steps, m_schedule.at(metrics.steps, metrics.samples), remaining});
-    detail::require_at_least("H (from the sync rule)", plan.period, Index{1});
-    if (plan.scope == SyncScope::group)
-      detail::require(plan.group_size >= 1 && M_local % plan.group_size == 0, "group_size", plan.group_size,
-                      "a divisor of the workers per process " + detail::to_text(M_local));
-    const Index H = remaining > 0 ? std::min(plan.period, remaining) : plan.period;
-    std::fill(round_compute.begin(), round_compute.end(), 0.0);
-
-    bool diverged = false, changed = false;
-    for (Index h = 0; h < H; ++h) {
-      lr = m_schedule.at(metrics.steps, metrics.samples);
-      if constexpr (detail::has_before_gradients<Batch, Ctx>) {
-        // sizes that depend only on x_k^m are set before the draw (A4 at every step); a sync forced by the
-        // sample budget depends on these sizes, so the rule sees the planned one (h + 1 == H)
-        m_batch.before_gradients(make_ctx(metrics.steps, h + 1 == H));
-        for (Index m = 0; m < M_local; ++m) {
-          const Index b = m_batch.batch_size(m);
-          changed = changed || b != sizes[static_cast<size_t>(m)];
-          sizes[static_cast<size_t>(m)] = b;
-        }
-      }
-      double step_samples = 0.0;
-      for (Index m = 0; m < M_local; ++m) step_samples += static_cast<double>(sizes[static_cast<size_t>(m)]);
-      double totals[1] = {step_samples};
-      comm.allreduce_sum(std::span<double>(totals, 1));
-      const bool budget_hit =
-          m_run.max_samples > 0 && metrics.samples + static_cast<Index>(totals[0]) >= m_run.max_samples;
-      const bool sync_after = h + 1 == H || budget_hit;
-
-      // ---- local gradients (reference §3.6: g^m at the pre-update point x^m)
-#pragma omp parallel for num_threads(threads) schedule(static)
-      for (Index m = 0; m < M_local; ++m) {
-        const auto um = static_cast<size_t>(m);
-        const Index b = sizes[um];
-        step_sizes[um] = b;
-        auto& buf = index_buffers[um];
-        if (static_cast<Index>(buf.size()) < b) buf.resize(static_cast<size_t>(b));  // only when b grows
-        std::span<Index> out(buf.data(), static_cast<size_t>(b));
-        m_sampler.draw(first + m, metrics.steps, out);
-        batches[um] = IndexSpan(buf.data(), static_cast<size_t>(b));
-        if constexpr (on_host) losses[um] = obj.gradient(X.col(m), batches[um], G.col(m), workspaces[um]);
-      }
-      if constexpr (!on_host) obj.gradients(X, batches, G, losses, workspaces[0]);  // same indices, one call
-
-      // ---- batch-size statistics on the local gradients, before any averaging (reference §3.6)
-      m_batch.after_gradients(make_ctx(metrics.steps, sync_after));
-
-      // ---- H = 1 as gradient all-reduce + one step (reference A9)
-      if (plan.average_gradients) {
-        comm.mean(G, mean);
-        comm.broadcast(mean, G);
-      }
-
-      if constexpr (on_host) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (Index m = 0; m < M_local; ++m) {
-          m_opt.step(state, m, X.col(m), G.col(m), lr);
-          round_compute[static_cast<size_t>(m)] +=
-              m_cost.compute_seconds(first + m, step_sizes[static_cast<size_t>(m)]);
-        }
-      } else {
-        m_opt.step_all(state, X, G, lr, store.stream());  // one fused launch for all replicas
-        for (Index m = 0; m < M_local; ++m)
-          round_compute[static_cast<size_t>(m)] +=
-              m_cost.compute_seconds(first + m, step_sizes[static_cast<size_t>(m)]);
-      }
-
-      batch_loss = detail::worker_mean(comm, std::span<const double>(losses));
-      metrics.samples += static_cast<Index>(totals[0]);
-      ++metrics.steps;
-      for (Index m = 0; m < M_local; ++m) {
-        const Index b = m_batch.batch_size(m);  // changes here only with apply_at = next_step
-        changed = changed || b != sizes[static_cast<size_t>(m)];
-        sizes[static_cast<size_t>(m)] = b;
-      }
-
-      if (!std::isfinite(batch_loss)) {
-        diverged = true;
-        result.reason = StopReason::diverged;
-        result.message = "diverged: the minibatch loss is " + detail::to_text(batch_loss) + " at step " +
-                         detail::to_text(metrics.steps - 1) + " (round " + detail::to_text(round) + ")";
-        break;
-      }
-      if (step_observed &&
-          !notify_all([](auto& o, const RunState& s) { return detail::call_on_step(o, s); }, make_state(false))) {
-        stop = true;
-        result.reason = StopReason::observer;
-        result.message = "stopped by an observer at step " + detail::to_text(metrics.steps - 1);
-      }
-      if (sync_after || stop) break;
-    }
-    if (diverged) break;
-
-    // ---- synchronization (reference §2: average, optionally optimizer state; then the batch rule)
-    Index payload = d;
-    if (plan.average_gradients) {
-      // parameters and states are already identical: the gradient all-reduce was the communication
-    } else if (plan.scope == SyncScope::global && pack) {
-      if constexpr (on_host) {  // (pack is false on a device)
-        // one message: the column mean of the stacked [X; F_1; …; F_F] is the stack of the column means
-        packed.topRows(d) = X;
-        Index row = d;
-        m_opt.for_each_averaged_field(state, [&](MatrixRef F) {
-          packed.middleRows(row, d) = F;
-          row += d;
-        });
-        comm.mean(packed, packed_mean);
-        if constexpr (detail::is_plain_average<Outer>()) {
-          x_sync = packed_mean.head(d);
-        } else {
-          m_outer.apply(x_sync, packed_mean.head(d));
-        }
-        comm.broadcast(x_sync, X);
-        row = d;
-        m_opt.for_each_averaged_field(state, [&](MatrixRef F) {
-          comm.broadcast(packed_mean.segment(row, d), F);
-          row += d;
-        });
-        payload += d * fields;
-      }
-    } else if (plan.scope == SyncScope::global) {
-      comm.mean(X, mean);
-      if constexpr (detail::is_plain_average<Outer>()) {
-        store.copy(mean, x_sync);
-      } else if constexpr (on_host) {
-        m_outer.apply(x_sync, mean);
-      } else {  // the outer step is d numbers per round: taken on the host copy
-        store.download(mean, mean_host);
-        m_outer.apply(x_sync_host, mean_host);
-        store.upload(x_sync_host, x_sync);
-      }
-      comm.broadcast(x_sync, X);
-      m_opt.for_each_averaged_field(state, [&](auto&& F) {
-        comm.mean(F, mean);
-        comm.broadcast(mean, F);
-      });
-      payload += d * m_opt.averaged_field_count();
-    } else {
-      comm.group_average(X, plan.group_size);
-      m_opt.for_each_averaged_field(state, [&](auto&& F) { comm.group_average(F, plan.group_size); });
-      payload += d * m_opt.averaged_field_count();
-    }
-    if (plan.average_gradients || plan.scope == SyncScope::global) store.copy(X.col(0), x_sync);
-    if constexpr (!on_host) store.download(x_sync, x_sync_host);  // d numbers per round
-    last_sync_global = plan.scope == SyncScope::global;
-    m_batch.at_sync(make_ctx(metrics.steps - 1, true));
-    payload += detail::sync_payload_elements(m_batch, d);
-
-    const Index participants = plan.scope == SyncScope::global ? M : plan.group_size;
-    const double bytes = m_cost.element_bytes() * static_cast<double>(payload);
-    double slowest[1] = {*std::max_element(round_compute.begin(), round_compute.end())};
-    comm.allreduce_max(std::span<double>(slowest, 1));
-    const double comm_s = m_cost.allreduce_seconds(bytes, participants, plan.scope, plan.group_size);
-    metrics.bytes += m_cost.allreduce_bytes_sent(bytes, participants);
-    metrics.compute_time_s += slowest[0];
-    metrics.comm_time_s += comm_s;
-    metrics.sim_time_s = metrics.compute_time_s + metrics.comm_time_s;
-    ++metrics.comm_rounds;
-    if (plan.scope == SyncScope::global) ++metrics.global_rounds;
-
-    for (Index m = 0; m < M_local; ++m) {
-      const Index b = m_batch.batch_size(m);
-      changed = changed || b != sizes[static_cast<size_t>(m)];
-      sizes[static_cast<size_t>(m)] = b;
-    }
-    if (!shared_host().allFinite()) {
-      result.reason = StopReason::diverged;
-      result.message = "diverged: the averaged parameters are not finite after round " + detail::to_text(round) +
-                       " (step " + detail::to_text(metrics.steps - 1) + ")";
-      break;
-    }
-    if (!sync_observed) {
-      ++round;
-      continue;
-    }
-    const RunState s = make_state(true);
-    if (changed) notify_all([](auto& o, const RunState& st) { return detail::call_on_batch_change(o, st); }, s);
-    if (!notify_all([](auto& o, const RunState& st) { return detail::call_on_sync(o, st); }, s) && !stop) {
-      stop = true;
-      result.reason = StopReason::observer;
-      result.message = "stopped by an observer after round " + detail::to_text(round);
-    }
-    ++round;
-  }
-
-  // ---- the output is a globally averaged model (reference §7.14): charge one more global sync if needed
-  if (!last_sync_global && result.reason != StopReason::diverged) {
-    comm.mean(X, mean);
-    store.copy(mean, x_sync);
-    comm.broadcast(x_sync, X);
-    if constexpr (!on_host) store.download(x_sync, x_sync_host);
-    const double bytes = m_cost.element_bytes() * static_cast<double>(d);
-    metrics.bytes += m_cost.allreduce_bytes_sent(bytes, M);
-    metrics.comm_time_s += m_cost.allreduce_seconds(bytes, M, SyncScope::global, 0);
-    metrics.sim_time_s = metrics.compute_time_s + metrics.comm_time_s;
-    ++metrics.comm_rounds;
-    ++metrics.global_rounds;
-  }
-  if (result.reason == StopReason::budget) result.message = "budget reached";
-  result.metrics = metrics;
-  result.x = shared_host();
-  result.last_batch_loss = batch_loss;
-  notify_all([](auto& o, const RunState& s) { return detail::call_on_end(o, s); }, make_state(true));
-  return result;
+  detail::RunLoop<LocalMethod, Comm, Obj, Observers...> loop(*this, comm, obj, x0, observers...);
+  return loop.run();
 }
 
 }  // namespace lgm

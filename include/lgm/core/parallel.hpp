@@ -1,0 +1,32 @@
+// The one OpenMP loop of lgm's host code. An exception that leaves an OpenMP region ends the process
+// (std::terminate), so an allocation failure or an objective's error in one worker would lose the run's
+// outputs; here it is caught in its thread and rethrown after the loop, where the caller can handle it.
+#pragma once
+
+#include <exception>
+
+#include "lgm/core/types.hpp"
+
+namespace lgm::detail {
+
+/// Runs body(i) for i = 0 … n−1 on `threads` OpenMP threads (static schedule: the same i → thread map for a
+/// given thread count; results must not depend on it). The first exception caught is rethrown once every
+/// iteration has finished or thrown.
+template <class Body>
+void parallel_for(int threads, Index n, Body&& body) {
+  std::exception_ptr error;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (Index i = 0; i < n; ++i) {
+    try {
+      body(i);
+    } catch (...) {
+#pragma omp critical(lgm_parallel_for_error)
+      {
+        if (!error) error = std::current_exception();
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace lgm::detail
