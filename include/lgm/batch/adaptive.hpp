@@ -17,6 +17,7 @@
 #include "lgm/batch/tests.hpp"
 #include "lgm/core/error.hpp"
 #include "lgm/core/moments.hpp"
+#include "lgm/core/parallel.hpp"
 #include "lgm/core/types.hpp"
 
 namespace lgm {
@@ -411,12 +412,11 @@ class AdaptiveBatch {
     const double divisor = m_options.eta_is_global_target ? static_cast<double>(m_workers) : 1.0;
     MatrixRef scratch = ctx.scratch;
     // each worker writes only its own entries: the result does not depend on the thread count
-#pragma omp parallel for num_threads(ctx.threads) schedule(static)
-    for (Index m = 0; m < ML; ++m) {
+    detail::parallel_for(ctx.threads, ML, [&](Index m) {
       const auto um = static_cast<size_t>(m);
-      if (std::max(m_pending[um], m_b[um]) >= m_options.b_max) continue;  // skip at the cap (§3.5, §7.7)
+      if (std::max(m_pending[um], m_b[um]) >= m_options.b_max) return;  // skip at the cap (§3.5, §7.7)
       record(um, local_statistics(ctx, scratch, m), divisor);
-    }
+    });
   }
 
   // Global scope: statistics of the aggregate of all workers' batches (§3.1 "global variants").
@@ -450,12 +450,11 @@ class AdaptiveBatch {
       st.grad_norm_sq = dir.squaredNorm();
       if (st.grad_norm_sq >= m_options.tiny_grad_norm_sq) {
         // phase 2: each worker's per-sample moments along ḡ, pooled: the moments of the union batch
-#pragma omp parallel for num_threads(ctx.threads) schedule(static)
-        for (Index m = 0; m < ML; ++m) {
+        detail::parallel_for(ctx.threads, ML, [&](Index m) {
           const auto um = static_cast<size_t>(m);
           m_moments[um] =
               sample_moments(ctx.objective, ctx.X.col(m), ctx.batches[um], dir, ctx.workspaces[um], scratch.col(2 * m));
-        }
+        });
         SampleMoments pooled;
         for (const SampleMoments& s : m_moments) pooled += s;
         m_reduce[0] = pooled.sum_sq_norm;
@@ -470,10 +469,10 @@ class AdaptiveBatch {
       divisor = M;  // the ratio is the required global batch; local = ⌈B_req / M⌉ = ⌈r / M⌉
     } else {
       // phase 1: ∇̄ = (1/M) Σ_m ∇F(x^m); ∇F(x^m) is kept in column 2m+1
-#pragma omp parallel for num_threads(ctx.threads) schedule(static)
-      for (Index m = 0; m < ML; ++m)
+      detail::parallel_for(ctx.threads, ML, [&](Index m) {
         ctx.objective.gradient(ctx.X.col(m), ctx.all_indices, scratch.col(2 * m + 1),
                                ctx.workspaces[static_cast<size_t>(m)]);
+      });
       auto sum = m_reduce.head(d);
       sum.setZero();
       for (Index m = 0; m < ML; ++m) sum += scratch.col(2 * m + 1);
@@ -484,8 +483,7 @@ class AdaptiveBatch {
       st.grad_norm_sq = gns;
       if (gns >= m_options.tiny_grad_norm_sq) {
         // phase 2: per-worker population variances of ∇f_i(x^m) in total, along ∇̄, and orthogonal to ∇̄
-#pragma omp parallel for num_threads(ctx.threads) schedule(static)
-        for (Index m = 0; m < ML; ++m) {
+        detail::parallel_for(ctx.threads, ML, [&](Index m) {
           const auto um = static_cast<size_t>(m);
           const SampleMoments s =
               sample_moments(ctx.objective, ctx.X.col(m), ctx.all_indices, dir, ctx.workspaces[um], scratch.col(2 * m));
@@ -496,7 +494,7 @@ class AdaptiveBatch {
           w.ip_variance = s.sum_proj_sq / N - mean_proj * mean_proj;              // Var⟨∇f_i(x^m), ∇̄⟩
           w.orth_variance = w.variance - w.ip_variance / gns;                     // E‖P⊥(∇f_i − ∇F(x^m))‖²
           m_worker_stats[um] = w;
-        }
+        });
         m_reduce[0] = m_reduce[1] = m_reduce[2] = 0.0;
         for (const BatchStatistics& w : m_worker_stats) {
           m_reduce[0] += w.variance;
