@@ -1,4 +1,4 @@
-// Batch-size rules (adaptive-batch-local-methods.md §3): every formula is checked against a second,
+// Batch-size rules (docs/batch_rules.md §The adaptive tests): every formula is checked against a second,
 // independent computation written here with explicit per-sample gradient vectors.
 #include <doctest/doctest.h>
 
@@ -205,7 +205,7 @@ Vector mean_of(const std::vector<Vector>& v) {
   return s / static_cast<double>(v.size());
 }
 
-/// S², V_ip, V⊥ by their definitions (reference §3.2, the forms before the cheap rewrite).
+/// S², V_ip, V⊥ by their definitions (docs/batch_rules.md §Approximate tests, before the cheap rewrite).
 BatchStatistics direct_statistics(const std::vector<Vector>& gi) {
   const Vector g = mean_of(gi);
   const double gns = g.squaredNorm();
@@ -263,7 +263,8 @@ static_assert(BatchSizeRuleFor<AugmentedInnerProductTestRule, StepContext<MeanEs
 
 // ================================================================ statistics.hpp
 
-TEST_CASE("cheap forms of S², V_ip, V⊥ equal their definitions (§3.2)") {
+// docs/batch_rules.md §Cheap forms
+TEST_CASE("cheap forms of S², V_ip, V⊥ equal their definitions") {
   std::mt19937_64 rng(1);
   for (Index b : {2, 3, 7, 40}) {
     std::vector<Vector> gi;
@@ -280,7 +281,8 @@ TEST_CASE("cheap forms of S², V_ip, V⊥ equal their definitions (§3.2)") {
     CHECK(rel_close(all.ip_variance, ref.ip_variance));
     CHECK(rel_close(all.orth_variance, ref.orth_variance));
   }
-  SUBCASE("b < 2 and a zero direction give NaN (§7.13)") {
+  // docs/decisions.md §B13
+  SUBCASE("b < 2 and a zero direction give NaN") {
     SampleMoments one{1.0, 1.0, 1.0, 1};
     CHECK(std::isnan(sample_variance(one, 1.0)));
     CHECK(std::isnan(inner_product_variance(one, 1.0)));
@@ -290,7 +292,8 @@ TEST_CASE("cheap forms of S², V_ip, V⊥ equal their definitions (§3.2)") {
   }
 }
 
-TEST_CASE("pooled micro-batch S² equals the per-sample S² of the union (§3.3-2)") {
+// docs/batch_rules.md §Pooled micro-batches
+TEST_CASE("pooled micro-batch S² equals the per-sample S² of the union") {
   std::mt19937_64 rng(2);
   const std::vector<Index> counts = {3, 1, 4, 2, 5};
   std::vector<Vector> all_samples;
@@ -312,7 +315,8 @@ TEST_CASE("pooled micro-batch S² equals the per-sample S² of the union (§3.3-
   CHECK(std::isnan(pooled_sample_variance(single, std::vector<double>{0.0}, means.leftCols(1))));
 }
 
-TEST_CASE("micro-batch-means statistics (§3.3-3)") {
+// docs/batch_rules.md §micro_batch_means
+TEST_CASE("micro-batch-means statistics") {
   std::mt19937_64 rng(3);
   SUBCASE("against the formula with explicit means, and with parts of one sample = per-sample S², V_ip, V⊥") {
     std::vector<Vector> gi;
@@ -380,7 +384,8 @@ TEST_CASE("micro-batch-means statistics (§3.3-3)") {
   }
 }
 
-TEST_CASE("cross-worker σ̂² (§3.3-4)") {
+// docs/batch_rules.md §cross_worker
+TEST_CASE("cross-worker σ̂²") {
   std::mt19937_64 rng(4);
   SUBCASE("against b/(M−1)·Σ‖g^m − ḡ‖²") {
     const Index M = 5, b = 16;
@@ -422,7 +427,8 @@ TEST_CASE("cross-worker σ̂² (§3.3-4)") {
   }
 }
 
-TEST_CASE("next_batch_size: grow to ⌈ratio⌉, never shrink, cap, keep b on NaN (§3.5, §7.6, §7.13)") {
+// docs/batch_rules.md §Batch-size update; docs/decisions.md §B6, §B7, §B13
+TEST_CASE("next_batch_size: grow to ⌈ratio⌉, never shrink, cap, keep b on NaN") {
   CHECK(next_batch_size(3.2, 8, 100) == 8);  // passes: keeps b
   CHECK(next_batch_size(8.0, 8, 100) == 8);
   CHECK(next_batch_size(10.2, 8, 100) == 11);                          // fails: ⌈ratio⌉
@@ -434,7 +440,8 @@ TEST_CASE("next_batch_size: grow to ⌈ratio⌉, never shrink, cap, keep b on Na
   CHECK(next_batch_size(-std::numeric_limits<double>::infinity(), 8, 100) == 8);
 }
 
-TEST_CASE("the tests' ratios (§3.2)") {
+// docs/batch_rules.md §Approximate tests
+TEST_CASE("the tests' ratios") {
   const BatchStatistics s{2.0, 3.0, 5.0, 7.0};
   CHECK(rel_close(NormTest{0.5}.ratio(s), 3.0 / (0.25 * 2.0)));
   CHECK(rel_close(InnerProductTest{0.5}.ratio(s), 5.0 / (0.25 * 4.0)));
@@ -559,7 +566,8 @@ TEST_CASE("batch sizes never decrease over a run, and steps are applied at syncs
   CHECK(grew > 0);
 }
 
-TEST_CASE("tiny gradients and NaN ratios keep b (§3.5, §7.13)") {
+// docs/decisions.md §B13
+TEST_CASE("tiny gradients and NaN ratios keep b") {
   // consistent least squares: y = A x*, so every per-sample gradient at x* is zero
   std::mt19937_64 rng(8);
   LeastSquares base = make_least_squares(3, 30, 8);
@@ -593,7 +601,8 @@ TEST_CASE("tiny gradients and NaN ratios keep b (§3.5, §7.13)") {
   }
 }
 
-TEST_CASE("local micro-batch-means estimator vs hand computation (§3.3-3)") {
+// docs/batch_rules.md §micro_batch_means
+TEST_CASE("local micro-batch-means estimator vs hand computation") {
   const LeastSquares obj = make_least_squares(4, 50, 9);
   std::mt19937_64 rng(9);
   Harness<LeastSquares> h(obj, 1);
@@ -619,7 +628,8 @@ TEST_CASE("local micro-batch-means estimator vs hand computation (§3.3-3)") {
 
 // ================================================================ exact local tests
 
-TEST_CASE("exact local norm test: b* = ⌈σ²/(η²‖∇F‖²)⌉ with σ², ∇F in closed form (§3.1)") {
+// docs/batch_rules.md §Exact tests
+TEST_CASE("exact local norm test: b* = ⌈σ²/(η²‖∇F‖²)⌉ with σ², ∇F in closed form") {
   std::mt19937_64 rng(10);
   MeanEstimation obj{Matrix(3, 40)};
   for (Index i = 0; i < 40; ++i) obj.C.col(i) = random_vector(3, rng) + Vector::Constant(3, 1.0);
@@ -770,7 +780,8 @@ TEST_CASE("global exact test: (1/M²)Σ_m Var_m / b ≤ c²‖∇̄‖^{2|4} vs 
   const double r = std::max(ip / (M2 * 0.04 * gns * gns), orth / (M2 * 0.16 * gns));
   CHECK(rel_close(aug.last_ratio(2), r, 1e-10));
 
-  SUBCASE("at one point (H = 1) the global exact ratio is the local exact ratio ÷ M (§3.4)") {
+  // docs/batch_rules.md §Local vs global constant
+  SUBCASE("at one point (H = 1) the global exact ratio is the local exact ratio ÷ M") {
     h.X.colwise() = h.X.col(0).eval();
     NormTestRule global({.b0 = 4, .scope = TestScope::global, .variance = VarianceMode::exact}, NormTest{0.2});
     NormTestRule local({.b0 = 4, .variance = VarianceMode::exact}, NormTest{0.2});
@@ -800,7 +811,8 @@ TEST_CASE("global tests run only at steps that end with a global sync") {
 
 // ================================================================ cross-worker
 
-TEST_CASE("cross-worker norm test vs hand computation (§3.3-4, AdLoCo)") {
+// docs/batch_rules.md §cross_worker
+TEST_CASE("cross-worker norm test vs hand computation (AdLoCo)") {
   const LeastSquares obj = make_least_squares(4, 60, 15);
   std::mt19937_64 rng(15);
   const Index M = 4, b = 8;
@@ -853,7 +865,8 @@ void diverging_step(Harness<LeastSquares>& h, Rule& rule, SyncScope scope) {
 }
 }  // namespace
 
-TEST_CASE("harmonization at a global sync: none, max, mean (§7.2)") {
+// docs/batch_rules.md §Harmonization; docs/decisions.md §B2
+TEST_CASE("harmonization at a global sync: none, max, mean") {
   const LeastSquares obj = make_least_squares(3, 40, 16);
   std::mt19937_64 rng(16);
   Harness<LeastSquares> h(obj, 3);
@@ -888,7 +901,8 @@ TEST_CASE("harmonization at a global sync: none, max, mean (§7.2)") {
   CHECK(group.sync_payload_elements(3) == 0);
 }
 
-TEST_CASE("apply_at: next_step applies after the test, next_round at the sync (§7.3)") {
+// docs/batch_rules.md §Apply; docs/decisions.md §B3
+TEST_CASE("apply_at: next_step applies after the test, next_round at the sync") {
   const LeastSquares obj = make_least_squares(3, 40, 17);
   std::mt19937_64 rng(17);
   Harness<LeastSquares> h(obj, 3);
@@ -915,7 +929,8 @@ TEST_CASE("apply_at: next_step applies after the test, next_round at the sync (�
   }
 }
 
-TEST_CASE("eta_is_global_target: a local test with √M·η (§3.4, §7.11)") {
+// docs/batch_rules.md §Local vs global constant; docs/decisions.md §B11
+TEST_CASE("eta_is_global_target: a local test with √M·η") {
   const LeastSquares obj = make_least_squares(3, 40, 18);
   std::mt19937_64 rng(18);
   Harness<LeastSquares> h(obj, 3);
@@ -934,7 +949,8 @@ TEST_CASE("eta_is_global_target: a local test with √M·η (§3.4, §7.11)") {
   }
 }
 
-TEST_CASE("when the test runs: every_step with test_interval, sync_steps (§3.5, §7.1)") {
+// docs/batch_rules.md §When the test runs; docs/decisions.md §B1
+TEST_CASE("when the test runs: every_step with test_interval, sync_steps") {
   const LeastSquares obj = make_least_squares(3, 40, 19);
   std::mt19937_64 rng(19);
   Harness<LeastSquares> h(obj, 1);
@@ -957,7 +973,7 @@ TEST_CASE("when the test runs: every_step with test_interval, sync_steps (§3.5,
 }
 
 namespace {
-/// Checks A4 of reference §4.1 at every step and worker of a driver run: b_k^m ≥ σ²(x_k^m)/(η²‖∇F(x_k^m)‖²),
+/// Checks A4 (docs/theory.md §A4) at every step and worker of a driver run: b_k^m ≥ σ²(x_k^m)/(η²‖∇F(x_k^m)‖²),
 /// with σ² and ∇F from an explicit loop over all samples. on_step reports the sizes step k used (this_step
 /// changes no size after the draw) and the points after it; x_k^m is the point kept from the previous call.
 struct A4Observer {
@@ -1010,7 +1026,8 @@ RunResult run_this_step(const LeastSquares& obj, A4Observer& obs, int threads, A
 }
 }  // namespace
 
-TEST_CASE("apply_at: this_step sizes every step before its draw, so A4 holds at every step (reference §4.1)") {
+// docs/theory.md §A4; docs/batch_rules.md §Apply
+TEST_CASE("apply_at: this_step sizes every step before its draw, so A4 holds at every step") {
   const LeastSquares obj = make_least_squares(4, 60, 21);
   // harmonize = none: every size is the worker's own requirement (max would raise it to the others')
   const AdaptiveBatchOptions o{

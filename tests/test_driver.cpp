@@ -71,7 +71,7 @@ TEST_CASE("driver: H = 1 Local SGD is minibatch SGD with batch M*b") {
   const auto obj = make_problem();
   const Vector x0 = Vector::Ones(obj.dim());
   const Vector ref = minibatch_sgd(obj, x0, 4, 25, 3, 0.05, 5);
-  // parameter averaging after every step, and gradient all-reduce (reference A9): equal up to rounding,
+  // parameter averaging after every step, and gradient all-reduce (docs/decisions.md §A9): equal up to rounding,
   // since (1/M)Σ_m (x − lr·g_m) and x − lr·(1/(Mb))Σ_i g_i round differently.
   LocalSGD by_params({.workers = 4, .max_steps = 25}, SGD{}, ConstantSync{1}, ConstantBatch{3}, ConstantLr{.lr = 0.05},
                      IidSampler(5));
@@ -193,7 +193,7 @@ TEST_CASE("driver: a budget in samples ends with a sync; an observer can stop th
 TEST_CASE("driver: Local SGD and the norm test converge to the known optimum") {
   const auto obj = make_problem();
   const Vector x0 = Vector::Zero(obj.dim());
-  // with replacement, batches may exceed N; the cap must not bind before the target accuracy (§3.5)
+  // with replacement, batches may exceed N; the cap must not bind before the target accuracy (docs/decisions.md §B7)
   AdaptiveBatchOptions bo{
       .b_min = 4, .b_max = 1 << 16, .variance = VarianceMode::exact, .apply_at = ApplyAt::next_step};
   LocalMethod<SGD, ConstantSync, NormTestRule> method({.workers = 4, .max_steps = 300}, SGD{}, ConstantSync{4},

@@ -1,6 +1,6 @@
 // Tests of the local optimizers (SGD, HeavyBall, Nesterov, AdamW) and the outer optimizers (Averaging,
 // OuterSGD, DiLoCoOuter): every update is checked against an independent scalar loop written here from the
-// formulas of adaptive-batch-local-methods.md §2.1–2.4 and synchronization-rules.md §3.1.
+// formulas of docs/optimizers.md §Local optimizers and §Outer optimizers.
 //
 // Eigen's runtime allocation check, for the "no allocation per step" tests. It must be defined before
 // Eigen is first included; in the other test files it is absent, where Eigen's check is a no-op.
@@ -88,7 +88,7 @@ const std::vector<Index> kInOrder = {0, 1, 2};
 
 // ---------------------------------------------------------------- independent scalar references
 
-// reference §2.1 with coupled L2 (synchronization-rules.md §3.1): x ← x − lr·(g + λx)
+// docs/optimizers.md §SGD, coupled L2: x ← x − lr·(g + λx)
 Columns sgd_loop(Columns x, double wd) {
   for (size_t k = 0; k < kLrs.size(); ++k) {
     const Columns g = to_columns(gradients(static_cast<Index>(k)));
@@ -101,7 +101,7 @@ Columns sgd_loop(Columns x, double wd) {
   return x;
 }
 
-// reference §2.2 (HeavyBall) and synchronization-rules.md §3.1 item 1 (Nesterov), PyTorch SGD:
+// docs/optimizers.md §HeavyBall and §Nesterov, PyTorch SGD:
 // d = g + λx; b = d at the first step, else b = βb + d; HeavyBall x ← x − lr·b, Nesterov x ← x − lr·(d + βb).
 struct MomentumLoopResult {
   Columns x, buf;
@@ -121,7 +121,7 @@ MomentumLoopResult momentum_loop(Columns x, double beta, double wd, bool nestero
   return {x, buf};
 }
 
-// reference §2.3, written exactly as the formula: x ← x(1 − lr·λ) − lr·(s1/(1−β1^t)) / (√(s2/(1−β2^t)) + ε)
+// docs/optimizers.md §AdamW, written exactly as the formula: x ← x(1 − lr·λ) − lr·(s1/(1−β1^t)) / (√(s2/(1−β2^t)) + ε)
 struct AdamLoopState {
   std::vector<double> x, s1, s2;
   int t = 0;
@@ -621,7 +621,7 @@ TEST_CASE("OuterSGD with momentum, plain and Nesterov, equals a hand loop") {
       const std::vector<double> mean_ref(mean.data(), mean.data() + kDim);
       outer.apply(x, mean);
       for (size_t i = 0; i < x_ref.size(); ++i) {
-        const double delta = x_ref[i] - mean_ref[i];  // pseudo-gradient, reference §2.4
+        const double delta = x_ref[i] - mean_ref[i];  // pseudo-gradient, docs/optimizers.md §OuterSGD
         v_ref[i] = mu * v_ref[i] + delta;
         const double dir = nesterov ? delta + mu * v_ref[i] : v_ref[i];
         x_ref[i] -= lr * dir;

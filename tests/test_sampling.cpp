@@ -1,6 +1,6 @@
 // Counter-based RNG (Philox4x32-10, Random123 known answers) and the samplers: formulas recomputed by
-// plain loops, reproducibility across call orders and OpenMP thread counts (DESIGN §3), epoch and shard
-// coverage, Dirichlet label skew, and the error messages of bad input.
+// plain loops, reproducibility across call orders and OpenMP thread counts (docs/design.md §Determinism),
+// epoch and shard coverage, Dirichlet label skew, and the error messages of bad input.
 #include <doctest/doctest.h>
 
 #include <algorithm>

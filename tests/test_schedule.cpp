@@ -1,4 +1,4 @@
-// Learning-rate schedules (synchronization-rules.md §2.3; adaptive-batch-local-methods.md §3.5).
+// Learning-rate schedules (docs/schedules.md §The schedules; docs/schedules.md §Axis).
 // Each formula is checked against an independent computation written here: a different but equivalent
 // algebraic form, hand-computed values at the corners, or a naive loop.
 #include <doctest/doctest.h>
@@ -62,7 +62,7 @@ TEST_CASE("ConstantLr: constant after an optional linear warmup from min_lr") {
 TEST_CASE("WarmupCosineLr matches an independent cos² form and the corner values") {
   const lgm::WarmupCosineLr s{.peak = 0.008, .min_lr = 1e-6, .warmup = 10'000, .total = 93'600};
   CHECK_NOTHROW(s.validate());
-  // warmup starts at η_min, not 0 (reference §2.3)
+  // warmup starts at η_min, not 0 (docs/schedules.md §Warmup)
   CHECK(s.at(0, 0) == 1e-6);
   CHECK(s.at(5'000, 0) == doctest::Approx((1e-6 + 0.008) / 2).epsilon(1e-14));
   CHECK(s.at(10'000, 0) == 0.008);  // cos(0) = 1 exactly: the peak at t = W
@@ -79,7 +79,7 @@ TEST_CASE("WarmupCosineLr matches an independent cos² form and the corner value
 }
 
 TEST_CASE("WarmupCosineLr uses the reference's floating-point order (cos(d/(T−W)·π))") {
-  // The period QSR derives from η is floor()ed, so the last bit matters (reference A3); this pins the
+  // The period QSR derives from η is floor()ed, so the last bit matters (docs/decisions.md §A3); this pins the
   // reference expression `final + 0.5*(max-final)*(1 + cos(d/(T-W)*pi))` evaluated left to right.
   const lgm::WarmupCosineLr s{.peak = 0.008, .min_lr = 1e-6, .warmup = 10'000, .total = 93'600};
   for (lgm::Index t : {10'001, 17'872, 17'876, 36'411, 85'458, 93'599}) {
@@ -87,7 +87,7 @@ TEST_CASE("WarmupCosineLr uses the reference's floating-point order (cos(d/(T−
     const double expected = 1e-6 + 0.5 * (0.008 - 1e-6) * (1.0 + std::cos(d / span * std::numbers::pi));
     CHECK(s.at(t, 0) == expected);
   }
-  // the values §2.7 quotes: η ≈ 0.0078263 at step 17,872 and ≈ 0.0078261 at 17,876
+  // the values docs/sync_rules.md §Golden values quotes: η ≈ 0.0078263 at step 17,872 and ≈ 0.0078261 at 17,876
   CHECK(s.at(17'872, 0) == doctest::Approx(0.0078263).epsilon(1e-5));
   CHECK(s.at(17'876, 0) == doctest::Approx(0.0078261).epsilon(1e-5));
   CHECK(s.at(36'411, 0) == doctest::Approx(0.0061866).epsilon(1e-5));
@@ -126,7 +126,7 @@ TEST_CASE("StepDecayLr: η_max·γ^i on the i-th segment, i counted by a naive l
   CHECK(s.decays_before(9'359) == 0);
   CHECK(s.decays_before(9'360) == 1);
   CHECK(s.decays_before(1'000'000) == 3);
-  // γ^i with pow, as the reference: 0.8·0.1² is 0.008000000000000002, not 0.008 (reference A3)
+  // γ^i with pow, as the reference: 0.8·0.1² is 0.008000000000000002, not 0.008 (docs/decisions.md §A3)
   CHECK(s.at(18'720, 0) == 0.8 * std::pow(0.1, 2.0));
   CHECK(s.at(18'720, 0) > 0.008);
   CHECK(s.at(18'720, 0) == 0.008000000000000002);
@@ -142,8 +142,9 @@ TEST_CASE("StepDecayLr: η_max·γ^i on the i-th segment, i counted by a naive l
   CHECK(lgm::StepDecayLr{.peak = 0.3}.at(999, 0) == 0.3);
 }
 
-TEST_CASE("Schedules by samples use the samples counter (adaptive-batch §3.5)") {
-  // the authors' sample-budgeted runs: warmup 1e6 samples, decay over 9e6 samples (§5.3)
+// docs/schedules.md §Axis; docs/decisions.md §B10
+TEST_CASE("Schedules by samples use the samples counter") {
+  // the authors' sample-budgeted runs: warmup 1e6 samples, decay over 9e6 samples (timlautk/AdAdaGrad expt.sh)
   const lgm::WarmupCosineLr by_samples{
       .peak = 0.5, .min_lr = 0.05, .warmup = 1'000'000, .total = 10'000'000, .axis = lgm::ScheduleAxis::samples};
   const lgm::WarmupCosineLr by_steps{.peak = 0.5, .min_lr = 0.05, .warmup = 1'000'000, .total = 10'000'000};

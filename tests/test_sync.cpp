@@ -1,5 +1,5 @@
-// Synchronization rules (synchronization-rules.md §2–§3, §5 A1–A6, A11, A15, A20) and the golden
-// vectors of §2.7, replayed through the driver's round loop.
+// Synchronization rules (docs/sync_rules.md; docs/decisions.md §A1 to §A6, §A11, §A15, §A20) and the golden
+// vectors of docs/sync_rules.md §Golden values, replayed through the driver's round loop.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -74,14 +74,16 @@ void check_config_error(F&& f, const std::string& name, const std::string& value
   }
 }
 
-// The ViT-B configuration of §2.7: cosine, η_max 0.008, η_min 1e-6, T = 300·312, W = 10,000, α = 0.0175.
+// The ViT-B configuration of docs/sync_rules.md §Golden values: cosine, η_max 0.008, η_min 1e-6, T = 300·312,
+// W = 10,000, α = 0.0175.
 constexpr lgm::Index kT = 93'600;
 const lgm::WarmupCosineLr kVitCosine{.peak = 0.008, .min_lr = 1e-6, .warmup = 10'000, .total = kT};
 const lgm::WarmupLinearDecayLr kVitLinear{.peak = 0.008, .min_lr = 1e-6, .warmup = 10'000, .total = kT};
 
 }  // namespace
 
-TEST_CASE("QSR golden vectors, cosine schedule (synchronization-rules.md §2.7)") {
+// docs/sync_rules.md §Golden values
+TEST_CASE("QSR golden vectors, cosine schedule") {
   const lgm::QuadraticSyncRule qsr{.alpha = 0.0175, .H_base = 4, .warmup_steps = 10'000};
   CHECK_NOTHROW(qsr.validate());
   CHECK(qsr.gamma == 2.0);
@@ -134,7 +136,8 @@ TEST_CASE("QSR golden vectors, cosine schedule (synchronization-rules.md §2.7)"
   CHECK(static_cast<double>(rounds.size()) / kT == doctest::Approx(0.1038).epsilon(1e-3));
 }
 
-TEST_CASE("QSR golden vectors: linear decay and the γ = 1 rule (§2.7)") {
+// docs/sync_rules.md §Golden values
+TEST_CASE("QSR golden vectors: linear decay and the γ = 1 rule") {
   const lgm::QuadraticSyncRule qsr{.alpha = 0.0175, .H_base = 4, .warmup_steps = 10'000};
   CHECK(replay(kVitLinear, qsr, kT).size() == 8'741);
 
@@ -149,7 +152,8 @@ TEST_CASE("QSR golden vectors: linear decay and the γ = 1 rule (§2.7)") {
   CHECK(replay(kVitCosine, as_power, kT).size() == 13'679);
 }
 
-TEST_CASE("QSR with step decay: H = 2, 6, 624, then one final 3,120-step round (§2.3, A3)") {
+// docs/schedules.md §StepDecayLr; docs/decisions.md §A3
+TEST_CASE("QSR with step decay: H = 2, 6, 624, then one final 3,120-step round") {
   // illustrative decay points 30/60/80 of 90 epochs × 312 steps, η_max 0.8, α = 0.2, H_base 2
   const lgm::StepDecayLr schedule{.peak = 0.8, .gamma = 0.1, .decay_points = {30 * 312, 60 * 312, 80 * 312}};
   const lgm::QuadraticSyncRule qsr{.alpha = 0.2, .H_base = 2};
@@ -197,7 +201,8 @@ TEST_CASE("QSR warmup: rounds starting before warmup_steps use init_H, even when
   CHECK(qsr.period(10, 1.0, 1'000) == 4);
 }
 
-TEST_CASE("QSR with α = 0 is constant-H Local SGD with init_H (§2.2 item 5)") {
+// docs/sync_rules.md §Reference semantics
+TEST_CASE("QSR with α = 0 is constant-H Local SGD with init_H") {
   const lgm::QuadraticSyncRule qsr{.alpha = 0.0, .H_base = 4};
   CHECK_NOTHROW(qsr.validate());
   const auto rounds = replay(kVitCosine, qsr, kT);
@@ -296,7 +301,7 @@ TEST_CASE("PostLocalSync: period 1 before the switch, H counted from the switch 
 }
 
 TEST_CASE("PostLocalSync::at_first_decay switches at the first decay point of a step-decay schedule") {
-  // Lin et al.: 300 epochs, decays at 150 and 225, post-local from the first decay (§3.6)
+  // Lin et al.: 300 epochs, decays at 150 and 225, post-local from the first decay (docs/decisions.md §A11)
   const lgm::Index spe = 391;
   const lgm::StepDecayLr schedule{.peak = 3.2, .gamma = 0.1, .decay_points = {150 * spe, 225 * spe}};
   const lgm::PostLocalSync rule = lgm::PostLocalSync::at_first_decay(schedule, 16);
@@ -317,7 +322,8 @@ TEST_CASE("PostLocalSync::at_first_decay switches at the first decay point of a 
       "schedule.axis", "samples", "steps");
 }
 
-TEST_CASE("HierarchicalSync: group averages every H steps, global every H·H^b steps (§3.3, A15)") {
+// docs/sync_rules.md §HierarchicalSync; docs/decisions.md §A15
+TEST_CASE("HierarchicalSync: group averages every H steps, global every H·H^b steps") {
   const lgm::HierarchicalSync rule{.H = 2, .global_every = 3, .group_size = 4};
   CHECK_NOTHROW(rule.validate());
   CHECK(rule.global_period() == 6);

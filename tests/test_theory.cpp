@@ -39,7 +39,7 @@ TEST_CASE("theory: admissible step terms recomputed by hand") {
   CHECK(c.terms[2] == doctest::Approx(1.0 / (4.0 * std::sqrt(3.0))));
   CHECK(c.terms[3] == doctest::Approx(1.0 / (8.0 * std::sqrt(3.0))));
   CHECK(c.max == doctest::Approx(1.0 / (8.0 * std::sqrt(3.0))));  // the η term binds here
-  // the §4.6 toy: L ≈ 1.245, M = 4, H = 8, η = 0.5 gives α = 0.0344
+  // the toy of docs/theory.md §Toy problem: L ≈ 1.245, M = 4, H = 8, η = 0.5 gives α = 0.0344
   CHECK(th::admissible_step(th::Theorem::A, th::Setting{1.245, 0.857, 4, 8, 0.5}).max ==
         doctest::Approx(0.0344).epsilon(1e-3));
 }
@@ -47,7 +47,7 @@ TEST_CASE("theory: admissible step terms recomputed by hand") {
 TEST_CASE("theory: Theorem A bounds, recursion vs closed form") {
   const th::Setting s{1.245, 0.857, 4, 8, 0.5};
   const double alpha = th::admissible_step(th::Theorem::A, s).max, r0 = 25.8;
-  // §4.6: (1 − μα/2)^96 · 25.8 ≈ 6.20
+  // docs/theory.md §Toy problem: (1 − μα/2)^96 · 25.8 ≈ 6.20
   CHECK(th::strongly_convex_distance_bound(s, alpha, r0, 96) == doctest::Approx(6.20).epsilon(0.01));
   double r = r0, W = 0.0, w = 1.0;
   const double c = 1.0 - 0.5 * s.mu * alpha;

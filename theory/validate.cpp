@@ -200,7 +200,7 @@ struct RunSpec {
   Index M = 1, H = 1, K = 1;
   double eta = 0.5, alpha = 0;
   lgm::VarianceMode variance = lgm::VarianceMode::exact;
-  Index b_max = Index{1} << 16;  // a hit is recorded: A4 then fails (§4.5)
+  Index b_max = Index{1} << 16;  // a hit is recorded: A4 then fails (docs/theory.md §Not covered)
   double target = 0.0;           // > 0: stop when out_value ≤ target
 };
 
@@ -477,7 +477,7 @@ std::vector<CellResult> run_theorem(const Obj& obj, const Problem& pb, const Opt
   for (const CellResult& c : cells)
     if (c.approx_violated)
       md << "- approximate test, M = " << c.M << ", H = " << c.H
-         << ": the exact-test bound is exceeded beyond the band (not covered by the theorem, §4.5).\n";
+         << ": the exact-test bound is exceeded beyond the band (not covered: docs/theory.md §Not covered).\n";
   double mism = 0;
   for (const CellResult& c : cells) mism = std::max(mism, c.mismatch);
   if (t != Theorem::C)
@@ -533,7 +533,8 @@ void write_plots(const std::string& dir, Theorem t, const std::vector<CellResult
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// §4.4: rounds to reach ε for H ∈ {1, 4, 16}, η ∈ {0.25, 0.5, 1}, α from the theory (M = 4).
+// docs/theory.md §Rounds to accuracy: rounds to reach ε for H ∈ {1, 4, 16}, η ∈ {0.25, 0.5, 1}, α from the
+// theory (M = 4).
 template <class Obj>
 void rounds_experiment(const Obj& obj, const Problem& pb, double eps, const Options& opt, std::ostream& md,
                        const std::string& dir, bool gp) {
@@ -710,7 +711,7 @@ int main(int argc, char** argv) {
   const auto cC = run_theorem(nl, pC, opt, violations, summary);
   write_plots(opt.out, Theorem::C, cC, gp, notes);
 
-  summary << "## Rounds to accuracy (§4.4)\n\n";
+  summary << "## Rounds to accuracy (docs/theory.md §Rounds to accuracy)\n\n";
   rounds_experiment(lsA, pA, 1e-2 * (lgm::full_loss(lsA, pA.x0) - pA.fstar), opt, summary, opt.out, gp);
   {
     auto ws = nl.make_workspace();

@@ -1,7 +1,7 @@
-// Policies chosen at run time. The driver is a template over its policies (DESIGN §2); a configuration file
-// picks them at run time, so each Any* type below holds one of the library's policies in a std::variant and
-// forwards every call to it. One LocalMethod<Any...> instantiation per objective serves every configuration;
-// the cost is one switch per call, against a gradient that costs O(b·d).
+// Policies chosen at run time. The driver is a template over its policies (docs/design.md §The policies); a
+// configuration file picks them at run time, so each Any* type below holds one of the library's policies in a
+// std::variant and forwards every call to it. One LocalMethod<Any...> instantiation per objective serves every
+// configuration; the cost is one switch per call, against a gradient that costs O(b·d).
 //
 // The driver calls some hooks only when a policy has them (lgm/core/hooks.hpp). A wrapper that forgot one
 // would drop it silently, so each wrapper lists the hooks it forwards in `forwarded_hooks`, and a

@@ -1,7 +1,8 @@
-// Adaptive local batch sizes (Lau et al. 2024; adaptive-batch-local-methods.md §3, algorithm LABS of §3.6):
-// after each step's local gradients a test (norm, inner-product or augmented inner-product) estimates how
-// large the batch must be for the gradient noise to be small relative to the gradient, and the batch grows
-// to that size (never shrinks, §7.6), per worker (local scope) or pooled over all workers (global scope).
+// Adaptive local batch sizes (Lau et al. 2024; docs/batch_rules.md §The adaptive tests, algorithm LABS of
+// docs/batch_rules.md §Pseudocode): after each step's local gradients a test (norm, inner-product or augmented
+// inner-product) estimates how large the batch must be for the gradient noise to be small relative to the
+// gradient, and the batch grows to that size (never shrinks, docs/decisions.md §B6), per worker (local scope) or
+// pooled over all workers (global scope).
 #pragma once
 
 #include <algorithm>
@@ -22,18 +23,20 @@
 
 namespace lgm {
 
-/// Who a test speaks for (reference §3.1, §3.4): each worker on its own batch, or all workers pooled.
+/// Who a test speaks for (docs/batch_rules.md §Local and global scope): each worker on its own batch, or all
+/// workers pooled.
 enum class TestScope { local, global };
-/// Sample moments of the current batch (approximate, §3.2) or population moments at x (exact, §3.1).
+/// Sample moments of the current batch (docs/batch_rules.md §Approximate tests) or population moments at x
+/// (docs/batch_rules.md §Exact tests).
 enum class VarianceMode { approximate, exact };
-/// How the variance is estimated (reference §3.3): per-sample (1–2), micro-batch means (3), cross-worker (4).
+/// How the variance is estimated (docs/batch_rules.md §Estimators): per-sample, micro-batch means, cross-worker.
 enum class Estimator { per_sample, micro_batch_means, cross_worker };
-/// When a test runs (reference §3.5, §7.1).
+/// When a test runs (docs/batch_rules.md §When the test runs; docs/decisions.md §B1).
 enum class TestWhen { every_step, sync_steps };
-/// How the workers' pending sizes are made equal at a global sync (reference §7.2).
+/// How the workers' pending sizes are made equal at a global sync (docs/decisions.md §B2).
 enum class Harmonize { none, max, mean };
-/// When a new size takes effect (reference §7.3). this_step (exact variance only): the test runs at x_k^m
-/// before step k's batch is drawn and sets that step's size, so A4 of reference §4.1 holds at every step.
+/// When a new size takes effect (docs/decisions.md §B3). this_step (exact variance only): the test runs at x_k^m
+/// before step k's batch is drawn and sets that step's size, so docs/theory.md §A4 holds at every step.
 enum class ApplyAt { next_round, next_step, this_step };
 
 constexpr std::string_view to_string(TestScope v) noexcept { return v == TestScope::local ? "local" : "global"; }
@@ -77,11 +80,11 @@ constexpr std::string_view to_string(ApplyAt v) noexcept {
   return "?";
 }
 
-/// Options of an adaptive batch-size rule; defaults as recommended in reference §3.6 and §7.
+/// Options of an adaptive batch-size rule; the defaults are the choices of docs/decisions.md §B1 … §B15.
 struct AdaptiveBatchOptions {
   Index b0 = 0;                        ///< initial local batch size (0: b_min)
-  Index b_min = 2;                     ///< smallest local batch; ≥ 2 for a sample variance (§7.13)
-  Index b_max = Index{1} << 20;        ///< cap on the local batch (§3.5, §7.7)
+  Index b_min = 2;                     ///< smallest local batch; ≥ 2 for a sample variance (docs/decisions.md §B13)
+  Index b_max = Index{1} << 20;        ///< cap on the local batch (docs/decisions.md §B7)
   TestScope scope = TestScope::local;  ///< per worker, or pooled at global syncs
   VarianceMode variance = VarianceMode::approximate;
   Estimator estimator = Estimator::per_sample;
@@ -90,8 +93,8 @@ struct AdaptiveBatchOptions {
   Index test_interval = 1;  ///< every n-th step (every_step) or n-th sync (sync_steps)
   Harmonize harmonize = Harmonize::max;
   ApplyAt apply_at = ApplyAt::next_round;
-  double tiny_grad_norm_sq = 1e-12;   ///< skip the update when ‖g‖² is below this (§3.5, AdLoCo)
-  bool eta_is_global_target = false;  ///< local scope: use √M·η (and √M·θ, √M·ν), §3.4, §7.11
+  double tiny_grad_norm_sq = 1e-12;   ///< skip the update when ‖g‖² is below this (docs/decisions.md §B13)
+  bool eta_is_global_target = false;  ///< local scope: √M·η (and θ, ν), docs/decisions.md §B11
 };
 
 /// The adaptive batch-size rule with test `Test` (NormTest, InnerProductTest, AugmentedInnerProductTest).
@@ -103,12 +106,12 @@ struct AdaptiveBatchOptions {
 ///  * global scope (only at steps that end with a global sync): pooled statistics over all M workers; the
 ///    same ratio for every worker (the required global batch ÷ M, or directly the local batch for exact);
 ///  * cross_worker (norm test only; only at steps that end with a global sync): σ̂² from the M local
-///    gradients (§3.3-4), r = σ̂²/(M η² ‖ḡ‖²) for every worker.
+///    gradients (docs/batch_rules.md §cross_worker), r = σ̂²/(M η² ‖ḡ‖²) for every worker.
 /// At a global sync the pending sizes are harmonized (none | max | mean); at every sync b_m ← pending_m.
 /// With apply_at = next_step, b_m ← pending_m also right after each step's test.
 /// With apply_at = this_step (exact variance only) the scheduled test runs in before_gradients instead, at the
 /// points x_k^m before step k's batches are drawn, and b_m ← pending_m at once: the driver then draws step k
-/// with b_k^m ≥ ⌈σ²(x_k^m)/(η²‖∇F(x_k^m)‖²)⌉ (norm test; capped at b_max), which is A4 of reference §4.1.
+/// with b_k^m ≥ ⌈σ²(x_k^m)/(η²‖∇F(x_k^m)‖²)⌉ (norm test; capped at b_max), which is docs/theory.md §A4.
 template <class Test>
 class AdaptiveBatch {
  public:
@@ -124,7 +127,7 @@ class AdaptiveBatch {
   void validate() const {
     const AdaptiveBatchOptions& o = m_options;
     detail::require_at_least("b_min", o.b_min, Index{2});
-    constexpr Index exact_limit = Index{1} << 53;  // sizes are compared with double ratios (§3.5)
+    constexpr Index exact_limit = Index{1} << 53;  // compared with double ratios (docs/decisions.md §B7)
     detail::require(o.b_max >= o.b_min && o.b_max <= exact_limit, "b_max", o.b_max,
                     "an integer in [b_min = " + detail::to_text(o.b_min) + ", 2^53]");
     detail::require(o.b0 == 0 || (o.b0 >= o.b_min && o.b0 <= o.b_max), "b0", o.b0,
@@ -222,8 +225,8 @@ class AdaptiveBatch {
     }
   }
 
-  /// After the local gradients of step ctx.step, before the optimizer step (reference §3.6). Nothing to do
-  /// with apply_at = this_step (that test ran in before_gradients).
+  /// After the local gradients of step ctx.step, before the optimizer step (docs/batch_rules.md §Pseudocode).
+  /// Nothing to do with apply_at = this_step (that test ran in before_gradients).
   template <class Ctx>
   void after_gradients(const Ctx& ctx) {
     if (m_b.empty() || m_options.apply_at == ApplyAt::this_step) return;
@@ -258,7 +261,7 @@ class AdaptiveBatch {
       } else {
         for (Index p : m_pending) v[0] += static_cast<double>(p);
         ctx.comm.allreduce_sum(std::span<double>(v, 1));
-        v[0] = std::ceil(v[0] / static_cast<double>(m_workers));  // §3.6: ceil of the mean
+        v[0] = std::ceil(v[0] / static_cast<double>(m_workers));  // ceil of the mean: docs/batch_rules.md §Pseudocode
       }
       const Index common = std::min(m_options.b_max, static_cast<Index>(v[0]));
       std::fill(m_pending.begin(), m_pending.end(), common);
@@ -290,8 +293,9 @@ class AdaptiveBatch {
     if (m_reduce.size() < d + 4) m_reduce.resize(d + 4);  // once: d is fixed for a run
   }
 
-  // The decision of one test for worker m (§3.6): skip for a tiny gradient or a non-finite ratio (§7.13),
-  // else grow to the ratio from max(pending, b) (never decrease, §7.6), capped at b_max (§3.5).
+  // The decision of one test for worker m (docs/batch_rules.md §Batch-size update): skip for a tiny gradient or
+  // a non-finite ratio (docs/decisions.md §B13),
+  // else grow to the ratio from max(pending, b) (never decrease, docs/decisions.md §B6), capped at b_max (§B7).
   void record(size_t m, const BatchStatistics& st, double divisor) {
     const Index base = std::max(m_pending[m], m_b[m]);
     ++m_tests[m];
@@ -320,7 +324,7 @@ class AdaptiveBatch {
   BatchStatistics local_statistics(const Ctx& ctx, MatrixRef scratch, Index m) const {
     auto& ws = ctx.workspaces[static_cast<size_t>(m)];
     const auto x = ctx.X.col(m);
-    if (m_options.variance == VarianceMode::exact)  // §3.1: σ²(x), Var⟨∇f_i,∇F⟩, V⊥ at x^m
+    if (m_options.variance == VarianceMode::exact)  // σ², Var⟨∇f_i,∇F⟩, V⊥ at x^m: docs/batch_rules.md §Exact tests
       return population_statistics(
           population_moments(ctx.objective, x, ctx.all_indices, ws, scratch.col(2 * m), scratch.col(2 * m + 1)));
     const auto g = ctx.G.col(m);
@@ -329,7 +333,7 @@ class AdaptiveBatch {
     st.grad_norm_sq = gns;
     if (!(gns >= m_options.tiny_grad_norm_sq)) return st;  // record() skips it; spare the moments
     const IndexSpan batch = ctx.batches[static_cast<size_t>(m)];
-    if (m_options.estimator == Estimator::per_sample) {  // §3.2 cheap forms, moments along g at x^m
+    if (m_options.estimator == Estimator::per_sample) {  // moments along g at x^m, docs/batch_rules.md §Cheap forms
       if constexpr (Test::variance_only) {
         // the norm test needs only S², i.e. Σ‖g_i‖²: the objective may keep it from the gradient pass
         SampleMoments s;
@@ -340,7 +344,7 @@ class AdaptiveBatch {
       }
       return sample_statistics(sample_moments(ctx.objective, x, batch, g, ws, scratch.col(2 * m)), gns);
     }
-    // §3.3-3: contiguous micro-batches, sizes differing by at most one
+    // docs/batch_rules.md §micro_batch_means: contiguous micro-batches, sizes differing by at most one
     const auto n = static_cast<Index>(batch.size());
     const Index parts = std::min(m_options.micro_batches, n);
     MicroBatchDeviations dev;
@@ -366,7 +370,8 @@ class AdaptiveBatch {
 
   // local_test with local_statistics' per-sample branch, for all workers at once on a device: ‖g^m‖² by one
   // reduction over G (lgm::gpu::column_squared_norms, found by argument-dependent lookup on the device views),
-  // the moments by the objective's batched pass (§3.2 cheap forms). Same decisions as the host, worker by worker.
+  // the moments by the objective's batched pass (docs/batch_rules.md §Cheap forms). Same decisions as the
+  // host, worker by worker.
   template <class Ctx>
   void device_local_test(const Ctx& ctx) {
     const Index ML = local_count();
@@ -387,7 +392,7 @@ class AdaptiveBatch {
     }
     for (Index m = 0; m < ML; ++m) {
       const auto um = static_cast<size_t>(m);
-      if (std::max(m_pending[um], m_b[um]) >= m_options.b_max) continue;  // skip at the cap (§3.5, §7.7)
+      if (std::max(m_pending[um], m_b[um]) >= m_options.b_max) continue;  // skip at the cap (docs/decisions.md §B7)
       const double gns = m_norms[um];
       BatchStatistics st;
       st.grad_norm_sq = gns;
@@ -408,18 +413,19 @@ class AdaptiveBatch {
   template <class Ctx>
   void local_test(const Ctx& ctx) {
     const Index ML = local_count();
-    // §3.4/§7.11: a local constant √M·c_glob; the ratio scales as 1/c², so it is divided by M
+    // docs/batch_rules.md §Local vs global constant: a local constant √M·c_glob; the ratio scales as 1/c², so
+    // it is divided by M
     const double divisor = m_options.eta_is_global_target ? static_cast<double>(m_workers) : 1.0;
     MatrixRef scratch = ctx.scratch;
     // each worker writes only its own entries: the result does not depend on the thread count
     detail::parallel_for(ctx.threads, ML, [&](Index m) {
       const auto um = static_cast<size_t>(m);
-      if (std::max(m_pending[um], m_b[um]) >= m_options.b_max) return;  // skip at the cap (§3.5, §7.7)
+      if (std::max(m_pending[um], m_b[um]) >= m_options.b_max) return;  // skip at the cap (docs/decisions.md §B7)
       record(um, local_statistics(ctx, scratch, m), divisor);
     });
   }
 
-  // Global scope: statistics of the aggregate of all workers' batches (§3.1 "global variants").
+  // Global scope: statistics of the aggregate of all workers' batches (docs/batch_rules.md §Local and global scope).
   // Sizes are identical on all workers in this scope, so the cap check agrees across processes.
   template <class Ctx>
   void global_test(const Ctx& ctx) {
@@ -512,7 +518,8 @@ class AdaptiveBatch {
     record_shared(st, divisor);
   }
 
-  // §3.3-4 (AdLoCo): σ̂² = b_h/(M−1)·(Σ_m‖g^m‖² − M‖ḡ‖²), r = σ̂²/(M η² ‖ḡ‖²) for every worker.
+  // docs/batch_rules.md §cross_worker (AdLoCo): σ̂² = b_h/(M−1)·(Σ_m‖g^m‖² − M‖ḡ‖²), r = σ̂²/(M η² ‖ḡ‖²) for
+  // every worker.
   template <class Ctx>
   void cross_worker_test(const Ctx& ctx) {
     if (all_at_cap()) return;

@@ -1,4 +1,4 @@
-// A constant local batch size: the baseline of every adaptive rule (adaptive-batch-local-methods.md §6).
+// A constant local batch size: the baseline of every adaptive rule (docs/batch_rules.md §ConstantBatch).
 #pragma once
 
 #include "lgm/core/error.hpp"

@@ -1,6 +1,6 @@
 // The statistics behind the adaptive batch-size tests, as pure functions: the cheap per-sample forms
-// (adaptive-batch-local-methods.md §3.2), the variance estimators (§3.3) and the batch-size update with its
-// cap and rounding (§3.5, §7.6, §7.13).
+// (docs/batch_rules.md §Cheap forms), the variance estimators (§Estimators) and the batch-size update with its
+// cap and rounding (docs/batch_rules.md §Batch-size update; docs/decisions.md §B6, §B7, §B13).
 #pragma once
 
 #include <algorithm>
@@ -13,8 +13,8 @@
 
 namespace lgm {
 
-/// What a batch-size test turns into a ratio (reference §3.1–3.2): the squared norm of the reference
-/// gradient (the minibatch gradient g, or ∇F for exact tests) and three per-sample variances.
+/// What a batch-size test turns into a ratio (docs/batch_rules.md §The adaptive tests): the squared norm of
+/// the reference gradient (the minibatch gradient g, or ∇F for exact tests) and three per-sample variances.
 struct BatchStatistics {
   double grad_norm_sq = 0.0;                                        ///< ‖g‖²
   double variance = std::numeric_limits<double>::quiet_NaN();       ///< S² (or σ²): norm test
@@ -26,25 +26,27 @@ namespace detail {
 inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 }  // namespace detail
 
-// ---------------------------------------------------------------- per-sample cheap forms (§3.2)
+// ---------------------------------------------------------------- docs/batch_rules.md §Cheap forms
 // All three take the moments along v = g (sum_proj_sq = Σ⟨g_i, g⟩²) and ‖g‖²; they return NaN for b < 2,
-// where the sample variance is undefined (§7.13).
+// where the sample variance is undefined (docs/decisions.md §B13).
 
-/// S² = (1/(b−1)) Σ‖g_i − g‖² = (Σ‖g_i‖² − b‖g‖²)/(b−1)   (reference §3.2 cheap form).
+/// S² = (1/(b−1)) Σ‖g_i − g‖² = (Σ‖g_i‖² − b‖g‖²)/(b−1)   (docs/batch_rules.md §Cheap forms).
 inline double sample_variance(const SampleMoments& s, double g_norm_sq) noexcept {
   if (s.count < 2) return detail::kNaN;
   const double b = static_cast<double>(s.count);
   return (s.sum_sq_norm - b * g_norm_sq) / (b - 1.0);
 }
 
-/// V_ip = (1/(b−1)) Σ(⟨g_i,g⟩ − ‖g‖²)² = (Σp_i² − b‖g‖⁴)/(b−1)   (reference §3.2; the mean of p_i is ‖g‖²).
+/// V_ip = (1/(b−1)) Σ(⟨g_i,g⟩ − ‖g‖²)² = (Σp_i² − b‖g‖⁴)/(b−1), the mean of p_i being ‖g‖²
+/// (docs/batch_rules.md §Cheap forms).
 inline double inner_product_variance(const SampleMoments& s, double g_norm_sq) noexcept {
   if (s.count < 2) return detail::kNaN;
   const double b = static_cast<double>(s.count);
   return (s.sum_proj_sq - b * g_norm_sq * g_norm_sq) / (b - 1.0);
 }
 
-/// V⊥ = (1/(b−1)) Σ‖g_i − (⟨g_i,g⟩/‖g‖²) g‖² = (Σ‖g_i‖² − Σp_i²/‖g‖²)/(b−1)   (reference §3.2).
+/// V⊥ = (1/(b−1)) Σ‖g_i − (⟨g_i,g⟩/‖g‖²) g‖² = (Σ‖g_i‖² − Σp_i²/‖g‖²)/(b−1)
+/// (docs/batch_rules.md §Cheap forms).
 /// NaN when ‖g‖² = 0 (no direction to project on).
 inline double orthogonality_variance(const SampleMoments& s, double g_norm_sq) noexcept {
   if (s.count < 2 || !(g_norm_sq > 0.0)) return detail::kNaN;
@@ -58,16 +60,18 @@ inline BatchStatistics sample_statistics(const SampleMoments& s, double g_norm_s
                          orthogonality_variance(s, g_norm_sq)};
 }
 
-/// The population statistics of the exact-variance tests (reference §3.1): ‖∇F‖², σ², Var⟨∇f_i,∇F⟩, V⊥.
+/// The population statistics of the exact-variance tests (docs/batch_rules.md §Exact tests):
+/// ‖∇F‖², σ², Var⟨∇f_i,∇F⟩, V⊥.
 inline BatchStatistics population_statistics(const PopulationMoments& p) noexcept {
   return BatchStatistics{p.grad_norm_sq, p.variance, p.ip_variance, p.orth_variance};
 }
 
-// ---------------------------------------------------------------- pooled micro-batches (§3.3-2)
+// ---------------------------------------------------------------- docs/batch_rules.md §Pooled micro-batches
 
 /// The exact pooled unbiased S² of a batch of b = Σ_j n_j samples split into micro-batches j with n_j samples,
 /// unbiased within-part variance s_j² and mean μ_j (column j of `means`):
-///   S² = (Σ_j (n_j − 1) s_j² + Σ_j n_j‖μ_j − g‖²)/(b − 1),   g = Σ_j n_j μ_j / b   (reference §3.3-2).
+///   S² = (Σ_j (n_j − 1) s_j² + Σ_j n_j‖μ_j − g‖²)/(b − 1),   g = Σ_j n_j μ_j / b
+/// (docs/batch_rules.md §Pooled micro-batches).
 /// The between-part sum is evaluated as (1/b) Σ_{j<k} n_j n_k ‖μ_j − μ_k‖² (the same number; no temporary
 /// vector and no cancellation). Parts with n_j = 1 contribute no within-part term and their s_j² is not read.
 /// NaN when b < 2.
@@ -89,10 +93,10 @@ inline double pooled_sample_variance(std::span<const Index> counts, std::span<co
   return (within + between / bd) / (bd - 1.0);
 }
 
-// ---------------------------------------------------------------- micro-batch means only (§3.3-3)
+// ---------------------------------------------------------------- docs/batch_rules.md §micro_batch_means
 
 /// Running sums of the micro-batch-means estimator along the batch gradient g = Σ_j n_j μ_j / b
-/// (reference §3.3-3, generalized to unequal micro-batch sizes n_j):
+/// (docs/batch_rules.md §micro_batch_means, with unequal micro-batch sizes n_j):
 ///   sum_sq_dev      = Σ_j n_j ‖μ_j − g‖²
 ///   sum_proj_dev_sq = Σ_j n_j (⟨μ_j, g⟩ − ‖g‖²)²
 /// Deviations from g are accumulated directly (not Σ n_j‖μ_j‖² − b‖g‖²), which avoids the cancellation
@@ -130,9 +134,10 @@ inline BatchStatistics micro_batch_means_statistics(const MicroBatchDeviations& 
   return s;
 }
 
-// ---------------------------------------------------------------- cross-worker at a sync (§3.3-4)
+// ---------------------------------------------------------------- docs/batch_rules.md §cross_worker
 
-/// σ̂² = b/(M−1)·(Σ_m‖g^m‖² − M‖ḡ‖²) = b/(M−1)·Σ_m‖g^m − ḡ‖², ḡ = (1/M)Σ_m g^m (reference §3.3-4; AdLoCo).
+/// σ̂² = b/(M−1)·(Σ_m‖g^m‖² − M‖ḡ‖²) = b/(M−1)·Σ_m‖g^m − ḡ‖², ḡ = (1/M)Σ_m g^m
+/// (docs/batch_rules.md §cross_worker).
 /// `batch` is the local batch size b; when the workers' sizes b_m differ, pass their harmonic mean
 /// M/Σ_m(1/b_m), which keeps the estimator unbiased (E Σ_m‖g^m − ḡ‖² = σ²(M−1)/M · Σ_m 1/b_m).
 /// NaN when M < 2.
@@ -142,11 +147,12 @@ inline double cross_worker_variance(double sum_sq_norms, double mean_norm_sq, In
   return batch / (M - 1.0) * (sum_sq_norms - M * mean_norm_sq);
 }
 
-// ---------------------------------------------------------------- the update (§3.5, §3.6)
+// ---------------------------------------------------------------- docs/batch_rules.md §Batch-size update
 
-/// min(b_max, max(b, ⌈min(ratio, b_max)⌉)): grow to the ratio, never shrink (§7.6), never beyond the cap.
+/// min(b_max, max(b, ⌈min(ratio, b_max)⌉)): grow to the ratio, never shrink (docs/decisions.md §B6), never beyond
+/// the cap.
 /// The ratio is clamped to [0, b_max] before the ceil so that the conversion to an integer cannot overflow
-/// (§3.5). A NaN or infinite ratio keeps b unchanged (§7.13).
+/// (docs/decisions.md §B7). A NaN or infinite ratio keeps b unchanged (§B13).
 /// Caps above 2^53 (beyond exact doubles) are treated as 2^53 for the ratio.
 inline Index next_batch_size(double ratio, Index b, Index b_max) noexcept {
   if (!std::isfinite(ratio)) return b;

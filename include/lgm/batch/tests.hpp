@@ -1,5 +1,5 @@
 // The three batch-size tests of adaptive sampling: each turns the batch statistics into the ratio r whose
-// ceiling is the smallest batch that passes (adaptive-batch-local-methods.md §3.1–3.2): the norm test of
+// ceiling is the smallest batch that passes (docs/batch_rules.md §The adaptive tests): the norm test of
 // Byrd, Chin, Nocedal, Wu (2012) and the inner-product and augmented inner-product tests of Bollapragada,
 // Byrd, Nocedal (2018).
 #pragma once
@@ -13,19 +13,20 @@
 
 namespace lgm {
 
-/// Norm test: pass iff S²/b ≤ η²‖g‖²;  r = S²/(η²‖g‖²)   (reference §3.2).
+/// Norm test: pass iff S²/b ≤ η²‖g‖²;  r = S²/(η²‖g‖²)   (docs/batch_rules.md §NormTest).
 struct NormTest {
   double eta = 0.1;  ///< η > 0
 
   static constexpr std::string_view name = "norm";
-  /// The ratio needs only S²: the cross-worker estimator (which gives only σ̂²) can drive it (§3.3-4).
+  /// The ratio needs only S²: the cross-worker estimator (which gives only σ̂²) can drive it
+  /// (docs/batch_rules.md §cross_worker).
   static constexpr bool variance_only = true;
 
   double ratio(const BatchStatistics& s) const noexcept { return s.variance / (eta * eta * s.grad_norm_sq); }
   void validate() const { detail::require_positive("eta", eta); }
 };
 
-/// Inner-product test: pass iff V_ip/b ≤ θ²‖g‖⁴;  r = V_ip/(θ²‖g‖⁴)   (reference §3.2).
+/// Inner-product test: pass iff V_ip/b ≤ θ²‖g‖⁴;  r = V_ip/(θ²‖g‖⁴)   (docs/batch_rules.md §InnerProductTest).
 struct InnerProductTest {
   double theta = 0.1;  ///< θ > 0
 
@@ -38,8 +39,9 @@ struct InnerProductTest {
   void validate() const { detail::require_positive("theta", theta); }
 };
 
-/// Augmented inner-product test = inner-product test and orthogonality test together (reference §3.2):
-/// r = max(V_ip/(θ²‖g‖⁴), V⊥/(ν²‖g‖²)); NaN if either part is NaN (a NaN keeps b, §7.13).
+/// Augmented inner-product test = inner-product test and orthogonality test together
+/// (docs/batch_rules.md §AugmentedInnerProductTest):
+/// r = max(V_ip/(θ²‖g‖⁴), V⊥/(ν²‖g‖²)); NaN if either part is NaN (a NaN keeps b, docs/decisions.md §B13).
 struct AugmentedInnerProductTest {
   double theta = 0.1;  ///< θ > 0 (inner-product part)
   double nu = 0.1;     ///< ν > 0 (orthogonality part)

@@ -1,5 +1,5 @@
 // The α–β cost model of ring all-reduce and per-sample compute that the driver charges for every
-// step and every sync (DESIGN §2 CostModel row). One definition of the simulated-time metric.
+// step and every sync (docs/driver.md §Cost model). One definition of the simulated-time metric.
 #pragma once
 
 #include <algorithm>
@@ -64,7 +64,7 @@ class AlphaBetaCost {
 
   /// Seconds of one all-reduce. A group-scope sync is a ring inside each group of `group` workers over the
   /// intra-group link. A global sync with node groups is intra-node ring + inter-node ring over the leaders
-  /// (the two-level scheme of synchronization-rules.md §3.3).
+  /// (the two-level scheme of docs/driver.md §Cost model).
   double allreduce_seconds(double bytes, Index participants, SyncScope scope, Index group) const {
     if (scope == SyncScope::group) return ring_seconds(bytes, group, m_o.intra_group);
     const Index g = std::max<Index>(1, m_o.group_size);

@@ -1,5 +1,5 @@
 // The in-process communicator: all M workers live in this process as the columns of one d × M matrix
-// (DESIGN §3). Averages are computed row-block-parallel with a fixed column order, so the result is
+// (docs/design.md §Backends). Averages are computed row-block-parallel with a fixed column order, so the result is
 // bitwise the same for any thread count.
 #pragma once
 
@@ -30,7 +30,7 @@ class InProcessCommunicator {
   /// out = (1/M) Σ_m X.col(m), summed in column order 0, 1, …, M−1 for every coordinate.
   void mean(ConstMatrixRef X, VectorRef out) const { column_mean(X, 0, X.cols(), out); }
 
-  /// Every column ← the mean of its group of `group` consecutive columns (hierarchical sync, §3.3).
+  /// Every column ← the mean of its group of `group` consecutive columns (docs/sync_rules.md §HierarchicalSync).
   void group_average(MatrixRef X, Index group) const {
     detail::require(group >= 1 && X.cols() % group == 0, "group_size", group, "a divisor of M >= 1");
     for (Index first = 0; first < X.cols(); first += group) {

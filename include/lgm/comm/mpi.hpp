@@ -1,5 +1,5 @@
 // The MPI communicator: the M workers of a run are spread over the P ranks of an MPI communicator, M/P
-// consecutive workers per rank, each rank holding its workers as the columns of a d × M/P matrix (DESIGN §3).
+// consecutive workers per rank, each rank holding its workers as the columns of a d × M/P matrix (docs/mpi.md).
 // It models lgm::Communicator, so the driver runs unchanged: LocalMethod::run_with(comm, objective, x0).
 //
 // Two reductions (docs/mpi.md, "Determinism"):

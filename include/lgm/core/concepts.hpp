@@ -1,4 +1,4 @@
-// The policy concepts of DESIGN §2. The driver (run/local_method.hpp) talks to the policies only
+// The policy concepts of docs/design.md §The policies. The driver (run/local_method.hpp) talks to the policies only
 // through these; each concept is checked with a readable static_assert where a policy is plugged in.
 #pragma once
 
@@ -11,7 +11,7 @@
 namespace lgm {
 
 // ---------------------------------------------------------------- Objective
-/// A finite-sum objective F(x) = (1/N) Σ_i f_i(x) (reference §1).
+/// A finite-sum objective F(x) = (1/N) Σ_i f_i(x) (docs/theory.md §Notation).
 /// `Workspace` holds per-thread scratch so that gradients do not allocate.
 template <class O>
 concept Objective = requires(const O& o, typename O::Workspace& ws, ConstVectorRef x, VectorRef g, IndexSpan batch,
@@ -28,14 +28,14 @@ concept Objective = requires(const O& o, typename O::Workspace& ws, ConstVectorR
   { o.sample_gradient(x, i, g, ws) } -> std::convertible_to<double>;
 };
 
-/// An objective that gives Σ‖g_i‖², Σ⟨g_i,v⟩, Σ⟨g_i,v⟩² over a batch in closed form (reference §3.2).
+/// An objective that gives Σ‖g_i‖², Σ⟨g_i,v⟩, Σ⟨g_i,v⟩² over a batch in closed form (docs/batch_rules.md §Cheap forms).
 template <class O>
 concept HasClosedFormMoments = Objective<O> &&
     requires(const O& o, typename O::Workspace& ws, ConstVectorRef x, ConstVectorRef v, IndexSpan b) {
   { o.sample_moments(x, b, v, ws) } -> std::same_as<SampleMoments>;
 };
 
-/// Known constants (DESIGN §5: numbers the theory talks about come from the objective).
+/// Known constants (docs/design.md §Rules of the house: numbers the theory talks about come from the objective).
 template <class O>
 concept HasSmoothness = requires(const O& o) {
   { o.smoothness() } -> std::convertible_to<double>;
@@ -50,8 +50,9 @@ concept HasKnownOptimum = requires(const O& o) {
   { o.optimal_value() } -> std::convertible_to<double>;
 };
 
-/// An objective on non-host storage (the GPU backend, DESIGN §3): the gradients of all local workers in one call,
-/// worker m's mean gradient over batches[m] at X.col(m) into G.col(m) and its mean loss into losses[m].
+/// An objective on non-host storage (the GPU backend, docs/design.md §Backends): the gradients of all local
+/// workers in one call, worker m's mean gradient over batches[m] at X.col(m) into G.col(m) and its mean loss
+/// into losses[m].
 template <class O>
 concept BatchedObjective = requires(const O& o, typename O::Workspace& ws, typename O::Storage::ConstMatrixRef X,
                                     std::span<const IndexSpan> batches, typename O::Storage::MatrixRef G,
@@ -93,8 +94,8 @@ concept BatchedLocalOptimizer = requires(const Opt& opt, typename Opt::State& s,
 };
 
 // ---------------------------------------------------------------- Outer optimizer
-/// What happens to the worker average at a sync (reference §2.4). `apply` receives the point of the
-/// last sync `x_sync` (updated in place to the new shared point) and the new worker mean `mean`.
+/// What happens to the worker average at a sync (docs/optimizers.md §Outer optimizers). `apply` receives the
+/// point of the last sync `x_sync` (updated in place to the new shared point) and the new worker mean `mean`.
 template <class O>
 concept OuterOptimizer = requires(O& o, Index dim, VectorRef x_sync, ConstVectorRef mean) {
   o.init(dim);
@@ -110,7 +111,7 @@ concept SyncRule = requires(R& r, const RoundInfo& info) {
 };
 
 // ---------------------------------------------------------------- Learning-rate schedule
-/// η as a function of the step count or of the samples processed (reference §3.5, A1).
+/// η as a function of the step count or of the samples processed (docs/schedules.md §Axis; docs/decisions.md §A1).
 template <class S>
 concept LrSchedule = requires(const S& s, Index step, Index samples) {
   { s.at(step, samples) } -> std::convertible_to<double>;
@@ -119,7 +120,7 @@ concept LrSchedule = requires(const S& s, Index step, Index samples) {
 
 // ---------------------------------------------------------------- Sampler
 /// Which sample indices worker m uses at step k. `draw` must depend only on (seed, worker, step, state
-/// of worker m), never on thread count, so that runs are bitwise reproducible (DESIGN §3).
+/// of worker m), never on thread count, so that runs are bitwise reproducible (docs/design.md §Determinism).
 template <class S>
 concept Sampler = requires(S& s, Index workers, Index num_samples, Index m, Index step, std::span<Index> out) {
   s.reset(workers, num_samples);
@@ -139,7 +140,7 @@ struct communicator_storage<C> {
 };
 }  // namespace detail
 
-/// Averages worker columns and reduces small statistic vectors across processes (DESIGN §2, §3). The columns
+/// Averages worker columns and reduces small statistic vectors across processes (docs/design.md §Backends). The columns
 /// live in the communicator's Storage (host memory unless it declares one, e.g. lgm::gpu::DeviceStorage).
 template <class C, class S = typename detail::communicator_storage<C>::type>
 concept Communicator = requires(C& c, typename S::MatrixRef X, typename S::ConstMatrixRef cX, typename S::VectorRef out,

@@ -1,5 +1,5 @@
 // Errors for bad input. Every message names the parameter, the value given and the accepted range
-// (DESIGN §5: "Configuration errors ... name the field, the value and the accepted range").
+// (docs/design.md §Rules of the house: "Configuration errors ... name the field, the value and the accepted range").
 #pragma once
 
 #include <cmath>

@@ -1,5 +1,6 @@
 // Per-sample moments of a batch along a direction, closed form or by the generic per-sample loop,
-// and the population (whole data set) moments that the exact-variance tests use (reference §3.1-3.2).
+// and the population (whole data set) moments that the exact-variance tests use
+// (docs/batch_rules.md §Exact tests).
 #pragma once
 
 #include <numeric>
@@ -39,9 +40,10 @@ SampleMoments sample_moments(const Obj& obj, ConstVectorRef x, IndexSpan batch, 
   }
 }
 
-/// An objective that gives Σ‖g_i‖² over a batch in closed form, which is all the norm test needs (reference
-/// §3.2). The linear models and softmax keep the per-sample terms of their last gradient() in the workspace,
-/// so that right after the gradient this costs O(b + d) instead of a second pass over the batch's features.
+/// An objective that gives Σ‖g_i‖² over a batch in closed form, which is all the norm test needs
+/// (docs/batch_rules.md §Cheap forms). The linear models and softmax keep the per-sample terms of their last
+/// gradient() in the workspace, so that right after the gradient this costs O(b + d) instead of a second pass
+/// over the batch's features.
 template <class O>
 concept HasClosedFormSqNormSum = Objective<O> &&
     requires(const O& o, typename O::Workspace& ws, ConstVectorRef x, IndexSpan b) {
@@ -62,7 +64,7 @@ double sample_sq_norm_sum(const Obj& obj, ConstVectorRef x, IndexSpan batch, Con
   }
 }
 
-/// Population statistics at x over the whole data set, sampled uniformly (reference §3.1):
+/// Population statistics at x over the whole data set, sampled uniformly (docs/batch_rules.md §Exact tests):
 /// grad_norm_sq = ‖∇F‖², variance = σ²(x) = E‖∇f_i − ∇F‖², ip_variance = Var⟨∇f_i, ∇F⟩,
 /// orth_variance = E‖∇f_i − (⟨∇f_i,∇F⟩/‖∇F‖²)∇F‖².
 struct PopulationMoments {

@@ -1,6 +1,6 @@
 // What the driver hands a batch-size rule after the local gradients of a step and at a sync (and, for rules
 // with before_gradients, before the step's batches are drawn).
-// The rule does its own (OpenMP-parallel, allocation-free) statistics from here (DESIGN §2).
+// The rule does its own (OpenMP-parallel, allocation-free) statistics from here (docs/design.md §The policies).
 #pragma once
 
 #include <span>
@@ -30,7 +30,7 @@ struct StepContext {
   int threads = 1;                                ///< OpenMP threads the rule may use
 };
 
-/// A batch-size rule (reference §3, §3.6). `after_gradients` runs after every step's local gradients and
+/// A batch-size rule (docs/batch_rules.md §Pseudocode). `after_gradients` runs after every step's local gradients and
 /// before the optimizer step; `at_sync` runs after the parameters are averaged. Sizes change only there.
 /// The templated members are checked by the driver's static_assert with the real context type.
 /// Optional: `before_gradients(ctx)`, called before each step's batches are drawn (step: the step about to be

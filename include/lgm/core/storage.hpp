@@ -1,4 +1,4 @@
-// Where a run keeps its replicas (DESIGN §3): the driver allocates X, G, the shared point and the rules'
+// Where a run keeps its replicas (docs/design.md §Backends): the driver allocates X, G, the shared point and the rules'
 // scratch through a storage policy. HostStorage is Eigen in host memory (every CPU run); the GPU backend's
 // lgm::gpu::DeviceStorage has the same members over device memory (docs/gpu.md).
 #pragma once

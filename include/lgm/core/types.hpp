@@ -10,7 +10,7 @@ namespace lgm {
 using Index = std::int64_t;
 using Scalar = double;
 using Vector = Eigen::VectorXd;
-using Matrix = Eigen::MatrixXd;  // column-major: column m is worker m's parameters (DESIGN §3)
+using Matrix = Eigen::MatrixXd;  // column-major: column m is worker m's parameters (docs/design.md §Backends)
 
 using VectorRef = Eigen::Ref<Vector>;
 using ConstVectorRef = Eigen::Ref<const Vector>;
@@ -20,7 +20,7 @@ using ConstMatrixRef = Eigen::Ref<const Matrix>;
 /// Indices of the samples of one minibatch.
 using IndexSpan = std::span<const Index>;
 
-/// Per-sample moments of one batch along a direction v (reference §3.2):
+/// Per-sample moments of one batch along a direction v (docs/batch_rules.md §Cheap forms):
 /// sum_sq_norm = Σ‖g_i‖², sum_proj = Σ⟨g_i, v⟩, sum_proj_sq = Σ⟨g_i, v⟩², count = b.
 struct SampleMoments {
   double sum_sq_norm = 0.0;
@@ -40,19 +40,19 @@ struct SampleMoments {
 /// Scope of one synchronization: all workers, or contiguous groups of workers (hierarchical rule).
 enum class SyncScope { global, group };
 
-/// What a synchronization rule decides at the start of a round (synchronization-rules.md §6).
+/// What a synchronization rule decides at the start of a round (docs/sync_rules.md §The SyncRule concept).
 struct SyncPlan {
   Index period = 1;                     ///< H of this round: local steps before the round's sync
   SyncScope scope = SyncScope::global;  ///< who averages at the round's end
   Index group_size = 0;                 ///< workers per group when scope == group
-  bool average_gradients = false;       ///< H = 1 as gradient all-reduce + one step (reference A9)
+  bool average_gradients = false;       ///< H = 1 as gradient all-reduce + one step (docs/decisions.md §A9)
 };
 
 /// Facts a synchronization rule may use to choose the next period.
 struct RoundInfo {
   Index round = 0;             ///< index of the round about to start (0-based, all levels counted)
   Index start_step = 0;        ///< local-step index t_s of the round's first step
-  double lr_at_start = 0.0;    ///< learning rate of step t_s (reference A1)
+  double lr_at_start = 0.0;    ///< learning rate of step t_s (docs/decisions.md §A1)
   Index remaining_steps = -1;  ///< steps left in the budget, or -1 when the budget is in samples
 };
 

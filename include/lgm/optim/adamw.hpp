@@ -1,6 +1,5 @@
-// AdamW (decoupled weight decay) as the local optimizer of Local AdamW (adaptive-batch-local-methods.md
-// §2.3), with the arithmetic of torch.optim.AdamW; moments kept local at a sync unless selected (QSR's
-// --avg-m / --avg-v, synchronization-rules.md §2.2 item 6, A8).
+// AdamW (decoupled weight decay) as the local optimizer of Local AdamW (docs/optimizers.md §AdamW), with the arithmetic
+// of torch.optim.AdamW; moments kept local at a sync unless selected (QSR's --avg-m / --avg-v, docs/decisions.md §A8).
 #pragma once
 
 #include <array>
@@ -14,11 +13,11 @@
 
 namespace lgm {
 
-/// AdamW, torch.optim.AdamW (amsgrad=False) (reference §2.3). Per worker, with its own step count t:
+/// AdamW, torch.optim.AdamW (amsgrad=False) (docs/optimizers.md §AdamW). Per worker, with its own step count t:
 ///   t ← t + 1,   s1 ← β1·s1 + (1−β1)·g,   s2 ← β2·s2 + (1−β2)·g²,
 ///   x ← x(1 − lr·λ) − lr·(s1/(1−β1^t)) / (√(s2/(1−β2^t)) + ε).
 /// The last line is evaluated as PyTorch does, x − (lr/(1−β1^t))·s1 / (√s2/√(1−β2^t) + ε), equal up to
-/// rounding. t is never reset, also not at a sync (reference §2.3).
+/// rounding. t is never reset, also not at a sync (docs/decisions.md §A8).
 /// A plain aggregate: `lgm::AdamW{.weight_decay = 0.05, .average_first_moment = true}`.
 struct AdamW {
   static constexpr std::string_view name = "adamw";

@@ -1,6 +1,6 @@
 // Stochastic heavy ball (SGD with momentum) as the local optimizer of Local SHB
-// (adaptive-batch-local-methods.md §2.2), PyTorch convention with dampening 0
-// (synchronization-rules.md §3.1 item 1); momentum kept local at a sync unless selected (A8, §7 item 8).
+// (docs/optimizers.md §HeavyBall), PyTorch convention with dampening 0; momentum kept local at a sync unless selected
+// (docs/decisions.md §A8).
 #pragma once
 
 #include <array>
@@ -13,7 +13,7 @@
 namespace lgm {
 
 /// Per-worker momentum buffers of HeavyBall and Nesterov: column m is worker m's u, zero at the start,
-/// never reset at a sync (synchronization-rules.md §1, A8).
+/// never reset at a sync (docs/decisions.md §A8).
 struct MomentumState {
   Matrix momentum;  ///< d × M
 };
@@ -33,7 +33,7 @@ inline void validate_momentum(double momentum, double weight_decay) {
 
 }  // namespace detail
 
-/// Heavy ball, torch.optim.SGD(momentum=β, dampening=0, nesterov=False) (reference §2.2):
+/// Heavy ball, torch.optim.SGD(momentum=β, dampening=0, nesterov=False) (docs/optimizers.md §HeavyBall):
 ///   d = g + λx,   u ← βu + d  (u₀ = 0, so the first step gives u = d),   x ← x − lr·u.
 /// With constant lr this is Polyak's x − lr·d + β(x_k − x_{k−1}) inside a round.
 /// A plain aggregate: `lgm::HeavyBall{.momentum = 0.9, .weight_decay = 5e-4}`.
@@ -52,7 +52,7 @@ struct HeavyBall {
   void step(State& state, Index m, VectorRef x, ConstVectorRef g, double lr) const {
     auto u = state.momentum.col(m);
     if (weight_decay != 0.0) {
-      u = momentum * u + (g + weight_decay * x);  // reference §2.2: u ← βu + (g + λx)
+      u = momentum * u + (g + weight_decay * x);  // docs/optimizers.md §HeavyBall: u ← βu + (g + λx)
     } else {
       u = momentum * u + g;
     }

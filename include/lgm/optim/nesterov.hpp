@@ -1,5 +1,5 @@
 // SGD with Nesterov momentum as a local optimizer, PyTorch convention (torch.optim.SGD(nesterov=True),
-// dampening 0; synchronization-rules.md §3.1 item 1, Lin et al.'s LocalSGD code).
+// dampening 0; docs/optimizers.md §Nesterov, Lin et al.'s LocalSGD code).
 #pragma once
 
 #include <array>
@@ -12,7 +12,7 @@
 
 namespace lgm {
 
-/// Nesterov momentum, PyTorch form (synchronization-rules.md §3.1 item 1):
+/// Nesterov momentum, PyTorch form (docs/optimizers.md §Nesterov):
 ///   d = g + λx,   u ← βu + d  (u₀ = 0),   x ← x − lr·(d + βu).
 /// Same options and state as HeavyBall; the step looks ahead along the updated buffer.
 /// A plain aggregate: `lgm::Nesterov{.momentum = 0.9, .weight_decay = 1e-4}`.

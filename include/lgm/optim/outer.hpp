@@ -1,5 +1,5 @@
-// Outer optimizers: what happens to the worker average at a synchronization (adaptive-batch-local-methods.md
-// §2.4). Plain averaging is outer SGD with lr 1 and no momentum; DiLoCo uses outer Nesterov momentum.
+// Outer optimizers: what happens to the worker average at a synchronization (docs/optimizers.md §Outer optimizers).
+// Plain averaging is outer SGD with lr 1 and no momentum; DiLoCo uses outer Nesterov momentum.
 #pragma once
 
 #include <string_view>
@@ -10,8 +10,8 @@
 
 namespace lgm {
 
-/// Plain model averaging: x_sync ← mean (reference §2; Local SGD). The driver skips `apply` for it and
-/// copies the mean directly (`is_plain_average`).
+/// Plain model averaging: x_sync ← mean (docs/optimizers.md §Averaging; Local SGD). The driver skips `apply`
+/// for it and copies the mean directly (`is_plain_average`).
 struct Averaging {
   static constexpr std::string_view name = "average";
   static constexpr bool is_plain_average = true;
@@ -31,8 +31,8 @@ struct OuterSGDOptions {
   static constexpr OuterSGDOptions diloco() noexcept { return OuterSGDOptions{0.7, 0.9, true}; }
 };
 
-/// SGD on the pseudo-gradient (reference §2.4). At a sync, with x_sync the shared point of the previous
-/// sync and mean the new worker average:
+/// SGD on the pseudo-gradient (docs/optimizers.md §OuterSGD). At a sync, with x_sync the shared point of the
+/// previous sync and mean the new worker average:
 ///   Δ = x_sync − mean,   v ← μv + Δ  (v₀ = 0),   x_sync ← x_sync − lr·(nesterov ? Δ + μv : v).
 /// lr = 1, μ = 0 is plain averaging and is then computed as x_sync ← mean exactly (x − (x − mean) can
 /// differ from mean in the last bit). lr = α, μ = 0 applied to one worker is Lookahead's slow-weight

@@ -1,5 +1,4 @@
-// Plain SGD as the local optimizer of Local SGD (adaptive-batch-local-methods.md §2.1), with PyTorch's
-// coupled L2 weight decay (synchronization-rules.md §3.1 item 1).
+// Plain SGD as the local optimizer of Local SGD, with PyTorch's coupled L2 weight decay (docs/optimizers.md §SGD).
 #pragma once
 
 #include <array>
@@ -11,8 +10,8 @@
 
 namespace lgm {
 
-/// Stochastic gradient descent: d = g + λx, x ← x − lr·d (reference §2.1; coupled L2 as in
-/// torch.optim.SGD, synchronization-rules.md §3.1). Stateless, so a sync has nothing to average but x.
+/// Stochastic gradient descent: d = g + λx, x ← x − lr·d (docs/optimizers.md §SGD; coupled L2 as in
+/// torch.optim.SGD). Stateless, so a sync has nothing to average but x.
 /// A plain aggregate: `lgm::SGD{.weight_decay = 5e-4}`.
 struct SGD {
   static constexpr std::string_view name = "sgd";

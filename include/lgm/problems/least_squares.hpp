@@ -1,4 +1,4 @@
-// Ridge / ordinary least squares, the toy of reference §4.6:
+// Ridge / ordinary least squares, the toy of docs/theory.md §Toy problem:
 //   f_i(x) = ½(a_iᵀx − y_i)² + (λ/2)‖x‖²,   F(x) = (1/N) Σ_i f_i(x),
 // with exact constants from the eigen-decomposition of the second-moment matrix S = AAᵀ/N (A = d × N):
 //   L = λ_max(S) + λ,  μ = λ_min(S) + λ,  x* = (S + λI)⁺ (A y / N)  (minimum-norm when μ = 0),  f* = F(x*).

@@ -1,6 +1,6 @@
 // The machinery shared by the linear-model problems (least squares, logistic, nonconvex logistic):
 //   f_i(x) = φ(a_iᵀx; y_i) + R(x),   ∇f_i(x) = φ'(a_iᵀx; y_i) a_i + ∇R(x),
-// with closed-form per-sample moments (reference §3.2 cheap forms): with r_i = φ'(a_iᵀx; y_i), c = ∇R(x),
+// with closed-form per-sample moments (docs/batch_rules.md §Cheap forms): with r_i = φ'(a_iᵀx; y_i), c = ∇R(x),
 //   ‖∇f_i‖² = r_i²‖a_i‖² + 2 r_i⟨a_i, c⟩ + ‖c‖²,   ⟨∇f_i, v⟩ = r_i⟨a_i, v⟩ + ⟨c, v⟩,
 // where the row norms ‖a_i‖² are computed once at construction.
 // Opt-in float32 features (use_float_features): the per-sample loops then read a float copy of the features,
@@ -154,7 +154,8 @@ class LinearModel {
     return f + m_reg.value(x);
   }
 
-  /// Σ‖∇f_i‖², Σ⟨∇f_i, v⟩, Σ⟨∇f_i, v⟩² over the batch in closed form (reference §3.2; formulas at the top).
+  /// Σ‖∇f_i‖², Σ⟨∇f_i, v⟩, Σ⟨∇f_i, v⟩² over the batch in closed form (docs/batch_rules.md §Cheap forms;
+  /// formulas at the top).
   SampleMoments sample_moments(ConstVectorRef x, IndexSpan batch, ConstVectorRef v, Workspace& ws) const {
     assert(x.size() == dim() && v.size() == dim());
     VectorRef c = ws.reg_grad;

@@ -3,7 +3,8 @@
 // the L2 term on every parameter (biases included). Layout of x (dim = h·d + h + C·h + C):
 //   [ W₁ (h × d, column-major) | b₁ (h) | W₂ (C × h, column-major) | b₂ (C) ].
 // Backprop: δ₂ = softmax(z) − e_y, δ₁ = (W₂ᵀδ₂) ⊙ (1 − s²); ∇f_i = [δ₁aᵀ | δ₁ | δ₂sᵀ | δ₂] + λx.
-// Per-sample moments by the dense-layer identity of reference §3.2 (a bias is a weight on a constant input 1):
+// Per-sample moments by the dense-layer identity of docs/batch_rules.md §Cheap forms (a bias is a weight on a
+// constant input 1):
 //   ‖∇f_i − λx‖² = ‖δ₁‖²(‖a‖² + 1) + ‖δ₂‖²(‖s‖² + 1),   ⟨∇f_i − λx, x⟩ = δ₁ᵀu + δ₂ᵀz,
 //   ⟨∇f_i − λx, v⟩ = δ₁ᵀ(V₁a + v_{b₁}) + δ₂ᵀ(V₂s + v_{b₂}),
 // so no per-sample gradient is materialized. No known L, μ or optimum.

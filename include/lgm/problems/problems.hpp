@@ -1,4 +1,4 @@
-// All test problems with known constants (DESIGN §2, Objective row): Quadratic, LeastSquares, Logistic, Softmax,
+// All test problems with known constants (docs/problems.md): Quadratic, LeastSquares, Logistic, Softmax,
 // NonconvexLogistic, Mlp, and the data generators they share.
 #pragma once
 

@@ -1,4 +1,4 @@
-// A noisy quadratic with every constant known exactly (reference §1):
+// A noisy quadratic with every constant known exactly (docs/problems.md §Quadratic):
 //   f_i(x) = ½(x − x*)ᵀA(x − x*) + ⟨ξ_i, x − x*⟩,  Σ_i ξ_i = 0,
 // so F(x) = ½(x − x*)ᵀA(x − x*), its minimizer is x*, f* = 0, L = λ_max(A), μ = λ_min(A), and
 //   ∇f_i(x) − ∇F(x) = ξ_i  ⇒  σ²(x) = (1/N) Σ_i ‖ξ_i‖²  for every x.
@@ -145,7 +145,8 @@ class Quadratic {
     return f;
   }
 
-  /// With u = A(x − x*): ‖∇f_i‖² = ‖u‖² + 2⟨u, ξ_i⟩ + ‖ξ_i‖², ⟨∇f_i, v⟩ = ⟨u, v⟩ + ⟨ξ_i, v⟩ (reference §3.2).
+  /// With u = A(x − x*): ‖∇f_i‖² = ‖u‖² + 2⟨u, ξ_i⟩ + ‖ξ_i‖², ⟨∇f_i, v⟩ = ⟨u, v⟩ + ⟨ξ_i, v⟩
+  /// (docs/batch_rules.md §Cheap forms).
   SampleMoments sample_moments(ConstVectorRef x, IndexSpan batch, ConstVectorRef v, Workspace& ws) const {
     assert(x.size() == dim() && v.size() == dim());
     ws.diff = x - m_optimum;

@@ -2,7 +2,7 @@
 //   f_i(W) = −log p_{y_i}(W; a_i) + (λ/2)‖W‖²_F,   p(W; a) = softmax(Wa),   W ∈ R^{C×d},
 // flattened as x[c·d + j] = W_{c,j}: the d weights of class c are contiguous (x viewed as a d × C column-major
 // matrix is Wᵀ). No bias: append a constant feature to the data for one.
-// With δ_i = p_i − e_{y_i}: ∇f_i = δ_i ⊗ a_i + λx, so (reference §3.2, dense-layer cheap form)
+// With δ_i = p_i − e_{y_i}: ∇f_i = δ_i ⊗ a_i + λx, so (docs/batch_rules.md §Cheap forms, dense layer)
 //   ‖∇f_i‖² = ‖δ_i‖²‖a_i‖² + 2λ δ_iᵀ(Wa_i) + λ²‖x‖²,   ⟨∇f_i, v⟩ = δ_iᵀ(V a_i) + λ⟨x, v⟩.
 // Constants: ∇²F = (1/N) Σ (diag p_i − p_i p_iᵀ) ⊗ a_i a_iᵀ + λI, and 0 ≼ diag p − ppᵀ ≼ ½ I, so
 //   L ≤ ½ λ_max(AAᵀ)/N + λ (an upper bound; exact for C = 2, where it is attained at x = 0),

@@ -365,7 +365,7 @@ class RunLoop {
   }
 
   // ---------------------------------------------------------------- one local step
-  /// Rules that size a step from x_k^m alone do it before the draw (docs/decisions.md §A4 at every step); a
+  /// Rules that size a step from x_k^m alone do it before the draw (docs/theory.md §A4 at every step); a
   /// sync forced by the sample budget depends on these sizes, so the rule sees the planned one.
   void size_step(bool planned_sync_after) {
     if constexpr (hooks::HasBeforeGradients<Batch, Ctx>) {
@@ -382,8 +382,8 @@ class RunLoop {
     return static_cast<Index>(total[0]);
   }
 
-  /// Draws every worker's batch and computes g^m at the pre-update point x^m (docs/batch_rules.md
-  /// §Pseudocode); then the batch rule's statistics on the local gradients, before any averaging.
+  /// Draws every worker's batch and computes g^m at the pre-update point x^m
+  /// (docs/batch_rules.md §Pseudocode); then the batch rule's statistics on the local gradients, before any averaging.
   void compute_gradients(bool sync_after) {
     parallel_for(m_method.m_run.threads, m_local, [&](Index m) {
       const auto um = static_cast<size_t>(m);
@@ -529,7 +529,7 @@ class RunLoop {
     m_payload += m_d * m_fields;
   }
 
-  /// Simulated time and bytes of the round (docs/design.md §Cost model).
+  /// Simulated time and bytes of the round (docs/driver.md §Cost model).
   void account_round() {
     auto& cost = m_method.m_cost;
     const Index participants = m_plan.scope == SyncScope::global ? m_M : m_plan.group_size;
@@ -662,7 +662,7 @@ class RunLoop {
   const Index m_M, m_local, m_first, m_d, m_fields;
   const bool m_pack;
 
-  // buffers (DESIGN: one allocation per run)
+  // buffers (docs/design.md §Backends: one allocation per run)
   MatrixT m_X, m_G, m_scratch;
   VectorT m_x_sync, m_mean;
   Vector m_x_sync_host;  // a device run's host copies: the shared point (observers, outer step, result),

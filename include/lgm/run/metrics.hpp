@@ -1,4 +1,4 @@
-// The run's metrics, each defined once (DESIGN §5), and the view of a run that observers receive.
+// The run's metrics, each defined once (docs/driver.md §Metrics), and the view of a run that observers receive.
 #pragma once
 
 #include <span>
@@ -53,7 +53,7 @@ struct RunResult {
   Metrics metrics;
   StopReason reason = StopReason::budget;
   std::string message;  ///< why the run stopped, in words (names the step and round when it diverged)
-  Vector x;             ///< the final averaged model (reference §7.14: a final sync is forced)
+  Vector x;             ///< the final averaged model (docs/decisions.md §Final model)
   double last_batch_loss = 0.0;
 };
 

@@ -1,6 +1,6 @@
 // Counter-based random numbers: Philox4x32-10 (Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as
 // easy as 1, 2, 3", SC 2011; the Random123 library) and the draws the samplers need, keyed by
-// (seed, worker, step) so that every backend produces the same sample indices (DESIGN §3).
+// (seed, worker, step) so that every backend produces the same sample indices (docs/design.md §Determinism).
 // Everything here is usable in CUDA device code: plain structs, no std::array, no exceptions.
 #pragma once
 
@@ -163,7 +163,7 @@ class CounterRng {
   }
 
   /// ln X for X ~ Gamma(alpha, 1), by Marsaglia & Tsang (ACM TOMS 26(3), 2000) with the boost
-  /// X = Y·U^{1/α}, Y ~ Gamma(α+1), for α < 1 (their §6). Returned as a logarithm so that tiny α, where
+  /// X = Y·U^{1/α}, Y ~ Gamma(α+1), for α < 1 (their section 6). Returned as a logarithm so that tiny α, where
   /// X underflows to 0, still gives usable Dirichlet proportions. Variate i (< 2^32) of `step` uses the
   /// blocks (step, i·2^32 + j), j = 0, 1, …: block 0 for the boost uniform, blocks 2k+1, 2k+2 for the
   /// normal and the acceptance uniform of attempt k. Do not mix gamma variates with other draws on the
@@ -219,8 +219,8 @@ class CounterRng {
   PhiloxKey m_key;
 };
 
-// ---- one-call forms keyed by (seed, worker, step) with purpose 0 (DESIGN §3). A sampler drawing a whole
-// batch builds one CounterRng and reuses it, which saves the key derivation per draw.
+// ---- one-call forms keyed by (seed, worker, step) with purpose 0 (docs/samplers.md §The counter-based RNG).
+// A sampler drawing a whole batch builds one CounterRng and reuses it, which saves the key derivation per draw.
 
 /// Index in [0, n) for draw i of worker `worker` at step `step`; the IidSampler's index formula.
 LGM_HOST_DEVICE inline std::uint64_t uniform_index(std::uint64_t seed, std::uint64_t worker, std::uint64_t step,

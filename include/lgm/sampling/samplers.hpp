@@ -1,11 +1,11 @@
-// Samplers: which sample indices worker m uses at step k (DESIGN §2 "Sampler", §3 "same seed ⇒ same
-// sample indices for every worker on every backend"). Every random number comes from the counter-based
+// Samplers: which sample indices worker m uses at step k (docs/samplers.md; docs/design.md §Determinism: same
+// seed ⇒ same sample indices for every worker on every backend). Every random number comes from the counter-based
 // Philox stream of philox.hpp keyed by (seed, worker or class, purpose), so results depend neither on the
 // thread count nor on the order in which workers are drawn.
 //
-//   IidSampler            with replacement from all N samples (adaptive-batch-local-methods.md §3.6, §7 item 15)
+//   IidSampler            with replacement from all N samples (docs/decisions.md §B15)
 //   ShuffledEpochSampler  without replacement, a fresh permutation per worker and epoch
-//   ShardedSampler        disjoint shards of one global shuffle (§7 item 15; synchronization-rules.md A18)
+//   ShardedSampler        disjoint shards of one global shuffle (docs/decisions.md §B15, §A18)
 //   DirichletLabelSampler label-skewed heterogeneous shards, proportions ~ Dirichlet(α) per class
 #pragma once
 
@@ -65,8 +65,9 @@ struct alignas(64) EpochCursor {
 
 // ================================================================================================ IidSampler
 /// Sampling with replacement from all N samples, purely counter-based and stateless:
-/// index i of worker m's batch at step k is uniform_index(seed, m, k, i, N) (reference §3.6, "b^m i.i.d.
-/// samples, independent RNG stream per worker"). A longer batch at the same (m, k) extends a shorter one.
+/// index i of worker m's batch at step k is uniform_index(seed, m, k, i, N) (docs/samplers.md §IidSampler:
+/// b^m i.i.d. samples, an independent RNG stream per worker). A longer batch at the same (m, k) extends a shorter
+/// one.
 class IidSampler {
  public:
   IidSampler() = default;
@@ -164,8 +165,8 @@ class ShuffledEpochSampler {
 };
 
 // ================================================================================================ ShardedSampler
-/// Disjoint shards of one global shuffle (adaptive-batch-local-methods.md §7 item 15; Lin et al.'s
-/// random disjoint partition, synchronization-rules.md §3.6, A18). The Fisher–Yates permutation π of
+/// Disjoint shards of one global shuffle (docs/decisions.md §B15; Lin et al.'s random disjoint partition,
+/// docs/decisions.md §A18). The Fisher–Yates permutation π of
 /// 0..N−1 keyed by the seed is cut into M contiguous shards: with q = ⌊N/M⌋ and r = N mod M, workers
 /// 0..r−1 get q+1 = ⌈N/M⌉ indices and the others q = ⌊N/M⌋ (worker m's shard starts at m·q + min(m, r)).
 /// Worker m walks its shard in epochs: with `reshuffle_each_epoch`, epoch e is the shard reshuffled by

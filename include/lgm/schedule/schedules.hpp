@@ -1,14 +1,15 @@
 // Learning-rate schedules: η as a function of the local-step count or of the samples processed
-// (synchronization-rules.md §2.3; adaptive-batch-local-methods.md §3.5 "schedule by samples").
+// (docs/schedules.md §Axis: by steps or, as the adaptive-batch authors do, by samples).
 //
 // Design: every schedule carries its own optional linear warmup (fields `warmup` and `min_lr`), exactly as
-// the reference schedules do (§2.3: "Linear warmup (all schedules)", starting at η_min, not 0). A separate
+// the reference schedules do (docs/schedules.md §Warmup, starting at η_min, not 0). A separate
 // LinearWarmup<Inner> wrapper would have to re-derive the inner schedule's peak and would change where the
 // decay starts, so it is not provided. Each schedule is a plain aggregate:
 //   lgm::WarmupCosineLr{.peak = 0.008, .warmup = 10'000, .total = 93'600}
 //
 // The formulas keep the reference code's order of floating-point operations, because the QSR periods
-// derived from η are floor()ed and so are sensitive to the last bit (reference A3, golden values §2.7).
+// derived from η are floor()ed and so are sensitive to the last bit (docs/decisions.md §A3;
+// docs/sync_rules.md §Golden values).
 #pragma once
 
 #include <cmath>
@@ -23,7 +24,7 @@ namespace lgm {
 /// Which counter a schedule's t, `warmup`, `total` and decay points are measured in.
 enum class ScheduleAxis {
   steps,   ///< t = local-step index k (every worker takes the same number of steps)
-  samples  ///< t = samples processed by all workers so far (reference adaptive-batch §3.5)
+  samples  ///< t = samples processed by all workers so far (docs/decisions.md §B10)
 };
 
 namespace detail {
@@ -32,7 +33,7 @@ inline Index schedule_time(ScheduleAxis axis, Index step, Index samples) noexcep
   return axis == ScheduleAxis::steps ? step : samples;
 }
 
-/// reference §2.3 linear warmup: η_min + t·(η_max − η_min)/W, evaluated as the reference does
+/// docs/schedules.md §Warmup: η_min + t·(η_max − η_min)/W, evaluated as the reference does
 /// (`final_lr + step * (max_lr - final_lr) / warmup_steps`, left to right).
 inline double linear_warmup_lr(double min_lr, double peak, Index t, Index warmup) noexcept {
   return min_lr + static_cast<double>(t) * (peak - min_lr) / static_cast<double>(warmup);
@@ -46,7 +47,7 @@ inline void validate_warmup(double peak, double min_lr, Index warmup) {
 }
 
 inline void validate_decay_length(Index warmup, Index total) {
-  // T − W is a divisor in the decay formulas (reference §2.3)
+  // T − W is a divisor in the decay formulas (docs/schedules.md §WarmupCosineLr)
   require(total > warmup, "total", total, "an integer > warmup = " + to_text(warmup));
 }
 
@@ -72,7 +73,7 @@ struct ConstantLr {
   }
 };
 
-/// Linear warmup, then cosine decay from `peak` to `min_lr` at t = total (reference §2.3 "Cosine"):
+/// Linear warmup, then cosine decay from `peak` to `min_lr` at t = total (docs/schedules.md §WarmupCosineLr):
 ///   t < W:  η = η_min + t(η_max − η_min)/W
 ///   else:   d = min(t − W, T − W),  η = η_min + ½(η_max − η_min)(1 + cos(π d/(T − W)))
 struct WarmupCosineLr {
@@ -98,7 +99,7 @@ struct WarmupCosineLr {
   }
 };
 
-/// Linear warmup, then linear decay from `peak` to `min_lr` at t = total (reference §2.3 "Linear decay"):
+/// Linear warmup, then linear decay from `peak` to `min_lr` at t = total (docs/schedules.md §WarmupLinearDecayLr):
 ///   t ≥ W:  d = min(t − W, T − W),  η = η_min + (T − W − d)(η_max − η_min)/(T − W)
 struct WarmupLinearDecayLr {
   double peak = 0.1;                        ///< η_max
@@ -121,7 +122,7 @@ struct WarmupLinearDecayLr {
   }
 };
 
-/// Piecewise-constant decay (reference §2.3 "Step decay", PyTorch MultiStepLR): after an optional linear
+/// Piecewise-constant decay (docs/schedules.md §StepDecayLr, PyTorch MultiStepLR): after an optional linear
 /// warmup, η = η_max·γ^i where i is the number of decay points ≤ t. The reference computes γ^i with pow,
 /// which is why 0.8·0.1² is 0.008000000000000002 (A3); so does this.
 struct StepDecayLr {

@@ -1,5 +1,6 @@
 // Constant-period synchronization: Local SGD with a fixed H, and its H = 1 limit, minibatch SGD
-// (synchronization-rules.md §1, §3.1; A6 round convention, A9 data-parallel baseline).
+// (docs/sync_rules.md §ConstantSync, §EveryStepSync; the round convention and the data-parallel baseline:
+// docs/decisions.md §A6, §A9).
 #pragma once
 
 #include "lgm/core/error.hpp"
@@ -7,7 +8,7 @@
 
 namespace lgm {
 
-/// Every round runs H local steps and then averages the parameters of all workers (reference §3.1):
+/// Every round runs H local steps and then averages the parameters of all workers (docs/sync_rules.md §Rounds):
 /// a round is "H completed local steps, then average" (A6), so syncs follow steps H, 2H, … (1-based).
 /// The driver shortens the last round to the remaining steps, so the final model is an average (A5).
 struct ConstantSync {
@@ -18,11 +19,11 @@ struct ConstantSync {
   void validate() const { detail::require_at_least("H", H, Index{1}); }
 };
 
-/// Synchronize after every step: minibatch SGD with global batch M·b ("Parallel OPT", reference §1).
-/// By default implemented as a gradient all-reduce followed by one optimizer step (reference A9), which
+/// Synchronize after every step: minibatch SGD with global batch M·b ("Parallel OPT", docs/sync_rules.md §Rounds).
+/// By default implemented as a gradient all-reduce followed by one optimizer step (docs/decisions.md §A9), which
 /// keeps the optimizer states identical on all workers; with `average_gradients = false` it averages
-/// parameters after every local step instead (Lin et al.'s phase-1 code, §3.2). The two agree for SGD
-/// with momentum and coupled weight decay but not for AdamW (§1).
+/// parameters after every local step instead (Lin et al.'s phase-1 post-local code). The two agree for SGD
+/// with momentum and coupled weight decay but not for AdamW (docs/sync_rules.md §Rounds).
 struct EveryStepSync {
   bool average_gradients = true;  ///< gradient all-reduce + one step (true) or parameter averaging (false)
 

@@ -1,5 +1,6 @@
-// Hierarchical Local SGD (Lin et al. 2020, synchronization-rules.md §3.3; A15): workers average inside
-// their group (e.g. a node) after every H local steps, and all workers average after every H^b-th round.
+// Hierarchical Local SGD (Lin et al. 2020, docs/sync_rules.md §HierarchicalSync; docs/decisions.md §A15):
+// workers average inside their group (e.g. a node) after every H local steps, and all workers average after
+// every H^b-th round.
 #pragma once
 
 #include "lgm/core/error.hpp"
@@ -8,7 +9,7 @@
 namespace lgm {
 
 /// Every round has period H. Round r (0-based, all levels counted) ends with a global average when
-/// (r + 1) is a multiple of `global_every` (= H^b, the "block steps" of §3.3), otherwise with an average
+/// (r + 1) is a multiple of `global_every` (= H^b, Lin et al.'s "block steps"), otherwise with an average
 /// over consecutive groups of `group_size` workers. Global averages therefore follow steps H·H^b,
 /// 2·H·H^b, … and group averages every H steps in between (A15 nested counters). With H = 1 each group
 /// acts as one large-batch worker doing Local SGD with period H^b. The driver checks that group_size

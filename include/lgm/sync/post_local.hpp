@@ -1,5 +1,5 @@
 // Post-local SGD (Lin, Stich, Patel, Jaggi, ICLR 2020): minibatch SGD until a switch step, then Local SGD
-// with a fixed period H (synchronization-rules.md §3.2; A6, A11).
+// with a fixed period H (docs/sync_rules.md §PostLocalSync; docs/decisions.md §A6, §A11).
 #pragma once
 
 #include "lgm/core/error.hpp"
@@ -8,12 +8,12 @@
 
 namespace lgm {
 
-/// Rounds that start before `switch_step` have period 1 (phase 1, reference §3.2: H_(t) = 1 for t ≤ t');
+/// Rounds that start before `switch_step` have period 1 (phase 1: H_(t) = 1 for t < t');
 /// from `switch_step` on every round has period H. Because phase-1 rounds are one step long, a round
 /// starts exactly at `switch_step`, so H is counted from the switch (A11), not from step 0 as in Lin et
 /// al.'s code (which takes the global step modulo H and may make the first local round shorter).
 /// `gradient_averaging_before_switch` selects how phase 1 synchronizes: gradient all-reduce + one step
-/// (PyTorch's post_localSGD_hook, reference §4, A9) or parameter averaging after every step (Lin's code).
+/// (PyTorch's post_localSGD_hook, docs/decisions.md §A9) or parameter averaging after every step (Lin's code).
 struct PostLocalSync {
   Index switch_step = 0;                         ///< t': first step of the local phase
   Index H = 16;                                  ///< local steps per round after the switch

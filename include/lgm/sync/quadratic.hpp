@@ -1,8 +1,8 @@
 // Quadratic Synchronization Rule (Gu, Lyu, Arora, Zhang, Huang, ICLR 2024) and its power-γ family:
 // the period of a round grows as the learning rate at the round's start decays,
-//   H = max(H_base, ⌊(α/η_{t_s})^γ⌋)      (synchronization-rules.md §2.1; γ = 2: QSR, γ = 1: linear rule)
-// with the exact semantics of the reference code's adjust_h (§2.2 item 4), warmup (A4), end-of-training
-// cap (A5) and rounding (A3).
+//   H = max(H_base, ⌊(α/η_{t_s})^γ⌋)      (docs/sync_rules.md §QuadraticSyncRule; γ = 2: QSR, γ = 1: linear)
+// with the exact semantics of the reference code's adjust_h (docs/sync_rules.md §Reference semantics), warmup
+// (docs/decisions.md §A4), end-of-training cap (§A5) and rounding (§A3).
 #pragma once
 
 #include <cmath>
@@ -30,20 +30,22 @@ inline Index floor_to_period(double v) noexcept {
 }  // namespace detail
 
 /// The power-γ synchronization rule; `QuadraticSyncRule` (γ = 2, QSR) and `LinearSyncRule` (γ = 1) are its
-/// two named forms. At the start of a round at step t_s with η = lr_at_start (reference A1):
-///   t_s < warmup_steps or α = 0:  H = init_H                                              (§2.2, A4)
-///   otherwise:                    H = max(min(max(⌊(α/η)^γ⌋, min_H), T − t_s), 1)         (§2.2 item 4)
+/// two named forms. At the start of a round at step t_s with η = lr_at_start (docs/decisions.md §A1):
+///   t_s < warmup_steps or α = 0:  H = init_H                             (docs/decisions.md §A4)
+///   otherwise:                    H = max(min(max(⌊(α/η)^γ⌋, min_H), T − t_s), 1)
+/// (docs/sync_rules.md §Reference semantics),
 /// where T − t_s is the number of remaining steps: `total_steps − t_s` when total_steps is given, else
 /// RoundInfo::remaining_steps (no cap when that is −1, i.e. a budget in samples). The cap makes the last
 /// round end exactly at T, so the final model is an average (A5). η ≤ 0 (or NaN) caps H to the remaining
 /// steps (A20). ⌊·⌋ is computed exactly as std::floor(std::pow(α/η, γ)), as the reference does (Python's
-/// `**` is C pow), never with fast-math, so that every rank gets the same H and the golden values of §2.7
-/// hold (A3). (For γ = 2, x·x gives the same periods on the §2.7 configurations; pow is kept for fidelity.)
+/// `**` is C pow), never with fast-math, so that every rank gets the same H and the golden values of
+/// docs/sync_rules.md §Golden values hold (docs/decisions.md §A3). (For γ = 2, x·x gives the same periods on
+/// those configurations; pow is kept for fidelity.)
 template <double DefaultGamma>
 struct PowerSyncRule {
   double alpha = std::numeric_limits<double>::quiet_NaN();  ///< α ≥ 0, required (0: constant init_H)
   double gamma = DefaultGamma;                              ///< γ > 0 (the reference's --power)
-  Index H_base = 4;        ///< sets init_H and min_H unless those are given (§2.2 item 5)
+  Index H_base = 4;        ///< sets init_H and min_H unless those are given (docs/decisions.md §A4)
   Index init_H = 0;        ///< period during warmup and when α = 0 (0: H_base)
   Index min_H = 0;         ///< floor of the period after warmup (0: H_base)
   Index warmup_steps = 0;  ///< rounds starting before this step use init_H
@@ -81,9 +83,10 @@ struct PowerSyncRule {
   }
 };
 
-/// QSR: H = max(H_base, ⌊(α/η)²⌋) (reference §2.1).
+/// QSR: H = max(H_base, ⌊(α/η)²⌋) (docs/sync_rules.md §QuadraticSyncRule).
 using QuadraticSyncRule = PowerSyncRule<2.0>;
-/// The linear rule H ∝ η⁻¹: H = max(H_base, ⌊α/η⌋) (reference §2.1, §2.4, A20).
+/// The linear rule H ∝ η⁻¹: H = max(H_base, ⌊α/η⌋) (docs/sync_rules.md §QuadraticSyncRule;
+/// docs/decisions.md §A20).
 using LinearSyncRule = PowerSyncRule<1.0>;
 
 }  // namespace lgm

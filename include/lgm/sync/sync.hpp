@@ -1,4 +1,4 @@
-// All synchronization rules (DESIGN §2, SyncRule concept).
+// All synchronization rules (docs/sync_rules.md §The SyncRule concept).
 #pragma once
 
 #include "lgm/sync/constant.hpp"

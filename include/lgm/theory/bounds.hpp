@@ -1,9 +1,10 @@
-// Convergence bounds of Local SGD with the exact-variance local norm test (adaptive-batch-local-methods.md §4.3,
-// Theorems A–C, as re-derived and corrected in theory/README.md), the output points they are about, and the
-// communication rounds they predict (§4.4).
+// Convergence bounds of Local SGD with the exact-variance local norm test: Theorems A–C
+// (docs/theory.md §Theorem A, §Theorem B, §Theorem C; derived and corrected in theory/README.md), the output
+// points they are about, and the communication rounds they predict (docs/theory.md §Rounds to accuracy).
 //
-// Notation (§1): M workers, H local steps per round, constant step α, norm-test constant η (assumption A4:
-// E_k‖g_k^m − ∇F(x_k^m)‖² ≤ η²‖∇F(x_k^m)‖² at every step k and worker m), x̄_k = (1/M) Σ_m x_k^m.
+// Notation (docs/theory.md §Notation): M workers, H local steps per round, constant step α, norm-test constant
+// η (docs/theory.md §A4: E_k‖g_k^m − ∇F(x_k^m)‖² ≤ η²‖∇F(x_k^m)‖² at every step k and worker m),
+// x̄_k = (1/M) Σ_m x_k^m.
 #pragma once
 
 #include <algorithm>
@@ -22,7 +23,7 @@
 
 namespace lgm::theory {
 
-/// A: μ-strongly convex (A2a); B: convex (A2b); C: nonconvex, F bounded below (A2c). Reference §4.2–4.3.
+/// A: μ-strongly convex (A2a); B: convex (A2b); C: nonconvex, F bounded below (A2c); docs/theory.md §A2.
 enum class Theorem { A, B, C };
 
 inline const char* to_string(Theorem t) noexcept {
@@ -198,7 +199,7 @@ inline double newest_weight(Theorem t, const Setting& s, double alpha, Index K) 
   return (1.0 - c) / (1.0 - std::pow(c, static_cast<double>(K)));
 }
 
-/// Steps and communication rounds the bound needs to reach ε (reference §4.4).
+/// Steps and communication rounds the bound needs to reach ε (docs/theory.md §Rounds to accuracy).
 struct RoundsToAccuracy {
   Index K = 0;  ///< smallest K ≥ 1 with bound(t, s, α, initial_gap, K) ≤ ε
   Index R = 0;  ///< ⌈K/H⌉

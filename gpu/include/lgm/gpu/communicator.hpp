@@ -37,7 +37,7 @@ class DeviceCommunicator {
     column_mean<T>(X, 0, X.cols(), out, stream());
   }
 
-  /// Every column ← the mean of its group of `group` consecutive columns (hierarchical sync, §3.3).
+  /// Every column ← the mean of its group of `group` consecutive columns (docs/sync_rules.md §HierarchicalSync).
   void group_average(DeviceMatrixView<T> X, Index group) const { gpu::group_average<T>(X, group, stream()); }
 
   /// Copies `x` into every column.

@@ -1,4 +1,4 @@
-// Fused device kernels over all M replicas of a d × M column-major buffer (docs/gpu.md "Kernels"; DESIGN §3):
+// Fused device kernels over all M replicas of a d × M column-major buffer (docs/gpu.md §Kernels):
 // one launch covers every replica. Each kernel mirrors a host routine operation for operation, so T = double
 // reproduces the host result bitwise where the host's arithmetic is elementwise (means, optimizer steps), and
 // every reduction has a fixed order that depends on the shape only, never on the thread count or the device.
@@ -191,7 +191,7 @@ struct MomentumFn {
   T weight_decay;
   bool decay;
   LGM_HD void operator()(Index k) const {
-    const T d = decay ? g[k] + weight_decay * x[k] : g[k];  // d = g + λx (reference §2.2)
+    const T d = decay ? g[k] + weight_decay * x[k] : g[k];  // d = g + λx (docs/optimizers.md §HeavyBall)
     const T un = momentum * u[k] + d;                       // u ← βu + d
     u[k] = un;
     if constexpr (Nesterov) {
@@ -254,7 +254,7 @@ void broadcast(std::type_identity_t<DeviceVectorView<const T>> x, DeviceMatrixVi
                    detail::BroadcastFn<T>{x.data(), X.data(), X.rows()});
 }
 
-/// Every column ← the mean of its group of `group` consecutive columns (hierarchical sync, reference §3.3),
+/// Every column ← the mean of its group of `group` consecutive columns (docs/sync_rules.md §HierarchicalSync),
 /// with column_mean's arithmetic; all groups in one launch.
 template <DeviceScalar T>
 void group_average(DeviceMatrixView<T> X, Index group, StreamHandle s) {
@@ -263,7 +263,7 @@ void group_average(DeviceMatrixView<T> X, Index group, StreamHandle s) {
                    detail::GroupAverageFn<T>{X.data(), X.rows(), group});
 }
 
-// ==================================================================== statistics (reference §3.2)
+// ==================================================================== statistics (docs/batch_rules.md §Cheap forms)
 
 /// out[m] = ‖A.col(m)‖², accumulated in double with a fixed reduction tree (same result for every thread
 /// count). A may be a view of T or of const T. Returns after the values are on the host.
@@ -306,7 +306,7 @@ bool all_finite(DeviceMatrixView<U> X, StreamHandle s) {
   return all_finite(DeviceVectorView<U>(X.data(), X.size()), s);
 }
 
-/// Sets every entry to zero (fresh optimizer state, reference §2: buffers start at 0).
+/// Sets every entry to zero (fresh optimizer state: buffers start at 0, docs/optimizers.md §HeavyBall).
 template <DeviceScalar T>
 void fill_zero(DeviceMatrixView<T> X, StreamHandle s) {
   thrust::fill(policy(s), X.data(), X.data() + X.size(), T(0));
@@ -316,7 +316,7 @@ void fill_zero(DeviceMatrixView<T> X, StreamHandle s) {
 // One launch updates all M replicas: X, G and the state are d × M, column m belongs to worker m, and every
 // worker steps with the same lr (the driver's step loop). Arithmetic as include/lgm/optim/*.hpp.
 
-/// SGD (sgd.hpp, reference §2.1): x ← x − lr·(g + λx); λ = 0 skips the term as PyTorch does.
+/// SGD (sgd.hpp, docs/optimizers.md §SGD): x ← x − lr·(g + λx); λ = 0 skips the term as PyTorch does.
 template <DeviceScalar T>
 void sgd_step(DeviceMatrixView<T> X, std::type_identity_t<DeviceMatrixView<const T>> G, double lr, double weight_decay,
               StreamHandle s) {
@@ -326,7 +326,7 @@ void sgd_step(DeviceMatrixView<T> X, std::type_identity_t<DeviceMatrixView<const
       detail::SgdFn<T>{X.data(), G.data(), static_cast<T>(lr), static_cast<T>(weight_decay), weight_decay != 0.0});
 }
 
-/// Heavy ball (heavy_ball.hpp, reference §2.2; dampening 0, u₀ = 0): u ← βu + (g + λx), x ← x − lr·u.
+/// Heavy ball (heavy_ball.hpp, docs/optimizers.md §HeavyBall; dampening 0, u₀ = 0): u ← βu + (g + λx), x ← x − lr·u.
 template <DeviceScalar T>
 void heavy_ball_step(DeviceMatrixView<T> X, std::type_identity_t<DeviceMatrixView<const T>> G, DeviceMatrixView<T> U,
                      double lr, double momentum, double weight_decay, StreamHandle s) {
@@ -360,7 +360,7 @@ struct AdamWCoefficients {
   double step_size = 0.0;              ///< lr / (1 − β1^t)
   double bias_correction2_sqrt = 1.0;  ///< √(1 − β2^t)
 
-  /// The coefficients of step t ≥ 1 (reference §2.3).
+  /// The coefficients of step t ≥ 1 (docs/optimizers.md §AdamW).
   static AdamWCoefficients at(double lr, double beta1, double beta2, double eps, double weight_decay, Index t) {
     const double td = static_cast<double>(t);
     AdamWCoefficients c;
@@ -375,7 +375,7 @@ struct AdamWCoefficients {
   }
 };
 
-/// AdamW (adamw.hpp, torch.optim.AdamW, reference §2.3): s1 ← β1·s1 + (1−β1)·g, s2 ← β2·s2 + (1−β2)·g²,
+/// AdamW (adamw.hpp, docs/optimizers.md §AdamW): s1 ← β1·s1 + (1−β1)·g, s2 ← β2·s2 + (1−β2)·g²,
 /// x ← x(1 − lr·λ) − step_size·s1 / (√s2 / √(1−β2^t) + ε).
 template <DeviceScalar T>
 void adamw_step(DeviceMatrixView<T> X, std::type_identity_t<DeviceMatrixView<const T>> G, DeviceMatrixView<T> S1,

@@ -1,4 +1,4 @@
-// The NCCL communicator (docs/gpu.md; DESIGN §3): the multi-GPU counterpart of lgm::MpiCommunicator
+// The NCCL communicator (docs/gpu.md §Communicators): the multi-GPU counterpart of lgm::MpiCommunicator
 // (include/lgm/comm/mpi.hpp), with the same members and semantics. Each process (rank) drives one GPU and holds
 // its M_local replicas as the columns of one d × M_local device matrix; the run has M = nranks · M_local
 // workers, rank r holding workers r·M_local … (r+1)·M_local − 1. A global average is the local column mean

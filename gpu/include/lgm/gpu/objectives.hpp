@@ -1,8 +1,9 @@
 // Device versions of the host objectives LeastSquares, Logistic and Softmax (lgm/problems/), evaluated for all M
-// worker replicas at once (docs/gpu.md "Objectives"; DESIGN §3). All three are linear models with C outputs:
+// worker replicas at once (docs/gpu.md §Objectives). All three are linear models with C outputs:
 //   z_i = W a_i (W ∈ R^{C×d}; x[c·d + j] = W_{c,j}, as on the host; C = 1 for least squares and logistic),
 //   f_i(x) = ℓ(z_i; y_i) + (λ/2)‖x‖²,   ∇f_i(x) = δ_i ⊗ a_i + λx,   δ_i = ∂ℓ/∂z (the host's φ' or p_i − e_{y_i}),
-// with the host's closed-form per-sample moments (reference §3.2, lgm/problems/linear_model.hpp and softmax.hpp):
+// with the host's closed-form per-sample moments (docs/batch_rules.md §Cheap forms,
+// lgm/problems/linear_model.hpp and softmax.hpp):
 //   ‖∇f_i‖² = ‖δ_i‖²‖a_i‖² + 2λ δ_iᵀz_i + λ²‖x‖²,   ⟨∇f_i, v⟩ = δ_iᵀ(V a_i) + λ⟨x, v⟩   (V: v viewed as W is).
 //
 // One step of all workers: the batch indices of every worker (from the host sampler) are uploaded in one copy, the

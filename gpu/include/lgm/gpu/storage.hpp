@@ -1,4 +1,4 @@
-// Device storage for M replicas (docs/gpu.md "Storage"; DESIGN §3): one flat column-major buffer, column m is
+// Device storage for M replicas (docs/gpu.md §Storage): one flat column-major buffer, column m is
 // replica m, so a fused kernel covers all replicas in one launch and NCCL averages one flat buffer. fp32 by
 // default (master weights); T = double is used by the CPU build's exactness tests.
 #pragma once
