@@ -24,6 +24,8 @@ cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DLGM_WERROR=ON -DLGM_SANITIZE
 cmake --build build/asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build/asan --output-on-failure -j "$jobs"
 
+bash scripts/fuzz.sh  # libFuzzer targets of fuzz/, LGM_FUZZ_SECONDS each (default 20)
+
 echo "== install + examples/ built against the installed package"
 rm -rf build/prefix build/examples-installed
 cmake --install build/release --prefix build/prefix >/dev/null

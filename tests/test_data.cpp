@@ -15,9 +15,20 @@
 #include <lgm/data/data.hpp>
 #include <lgm/problems/mlp.hpp>
 #include <lgm/problems/softmax.hpp>
+#include <limits>
+#include <new>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "skip.hpp"
+
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
 
 namespace {
 
@@ -219,7 +230,96 @@ TEST_CASE("data: idx bad headers and trailing bytes") {
   write_gz(dir / "trailing.gz", b);
   m = data_error_of([&] { lgm::read_idx(dir / "trailing.gz"); });
   CHECK_CONTAINS(m, "trailing.gz: 3 trailing bytes after the 4 bytes of data that the header [4] describes");
+
+  // A plain file's size is checked against the header before the data are read: extra bytes too.
+  write_raw(dir / "trailing.raw", b);
+  m = data_error_of([&] { lgm::read_idx(dir / "trailing.raw"); });
+  CHECK_CONTAINS(m, "trailing.raw: 3 trailing bytes after the 4 bytes of data that the header [4] describes");
 }
+
+#if defined(__linux__)
+namespace {
+
+/// Runs f in a child process whose address space may grow by at most `headroom` bytes beyond what it has, and
+/// returns "" when f threw a DataError containing `expected`, else what happened. An allocation of more than
+/// the headroom fails there (bad_alloc, or the sanitizer's out-of-memory abort), so no test allocates for real.
+template <class F>
+std::string data_error_within(std::size_t headroom, const std::string& expected, F&& f) {
+  long pages = 0;
+  std::ifstream("/proc/self/statm") >> pages;  // first field: the address space in pages
+  const auto vm = static_cast<rlim_t>(pages) * static_cast<rlim_t>(sysconf(_SC_PAGESIZE));
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const rlimit limit{vm + headroom, vm + headroom};
+    if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(20);
+    try {
+      f();
+      _exit(21);
+    } catch (const lgm::DataError& e) {
+      _exit(contains(e.what(), expected) ? 0 : 22);
+    } catch (const std::bad_alloc&) {
+      _exit(23);
+    } catch (...) {
+      _exit(24);
+    }
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid) return "fork or waitpid failed";
+  if (WIFSIGNALED(status)) return "the child died of signal " + std::to_string(WTERMSIG(status));
+  switch (WIFEXITED(status) ? WEXITSTATUS(status) : -1) {
+    case 0:
+      return "";
+    case 20:
+      return "setrlimit failed";
+    case 21:
+      return "no exception";
+    case 22:
+      return "a DataError without \"" + expected + "\"";
+    case 23:
+      return "std::bad_alloc: the reader allocated more than " + std::to_string(headroom >> 20) + " MiB";
+    case 24:
+      return "another exception";
+    default:
+      return "exit status " + std::to_string(WEXITSTATUS(status));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("data: idx header claiming 2.1 GB in a tiny file allocates nothing big (issue 12 item 9)") {
+  // A 116-byte pair: the headers claim 2739000 images (2147376000 bytes, under the 2^31 cap) and their labels,
+  // the files hold 50 and 42 bytes of data. Truncation must be reported without allocating the claimed 2.1 GB.
+  TempDir dir;
+  const Bytes images = idx_bytes(0x803, {2739000, 28, 28}, pattern(50));
+  const Bytes labels = idx_bytes(0x801, {2739000}, pattern(42, 1, 0));
+  REQUIRE(images.size() + labels.size() == 116);
+  constexpr std::size_t headroom = std::size_t{256} << 20;
+  const std::string expected = "truncated: expected 2147376000 bytes of data for [2739000, 28, 28], got 50";
+  for (const bool gz : {false, true}) {
+    CAPTURE(gz);
+    const fs::path sub = dir / (gz ? "gz" : "raw");
+    fs::create_directories(sub);
+    const auto write = [&](const std::string& name, const Bytes& bytes) {
+      if (gz)
+        write_gz(sub / name, bytes);
+      else
+        write_raw(sub / name, bytes);
+    };
+    write("train-images-idx3-ubyte.gz", images);
+    write("train-labels-idx1-ubyte.gz", labels);
+    write("t10k-images-idx3-ubyte.gz", images);
+    write("t10k-labels-idx1-ubyte.gz", labels);
+    std::string what =
+        data_error_within(headroom, expected, [&] { lgm::read_idx(sub / "train-images-idx3-ubyte.gz"); });
+    CHECK_MESSAGE(what.empty(), "read_idx: ", what);
+    what = data_error_within(headroom, expected, [&] { lgm::load_fashion_mnist({.dir = sub}); });
+    CHECK_MESSAGE(what.empty(), "load_fashion_mnist: ", what);
+    what = data_error_within(headroom, expected, [&] { lgm::load_fashion_mnist({.dir = sub, .train_limit = 1}); });
+    CHECK_MESSAGE(what.empty(), "load_fashion_mnist with train_limit = 1: ", what);
+  }
+}
+#endif
 
 namespace {
 
@@ -322,6 +422,59 @@ TEST_CASE("data: fashion-mnist loader errors name the file") {
   }
 }
 
+TEST_CASE("data: fashion-mnist truncated or padded files are refused with a limit too (issue 12 item 5)") {
+  // The training images cut after 30000 of the 60000 images the header declares, as a valid gzip stream.
+  TempDir dir;
+  write_fake_fashion(dir, std::vector<std::uint8_t>(60000, 1), {1, 2}, 30000, 2);
+  write_gz(dir / "train-images-idx3-ubyte.gz", idx_bytes(0x803, {60000, 28, 28}, pattern(std::size_t{30000} * 784)));
+  const std::string cut =
+      "train-images-idx3-ubyte.gz: truncated: expected 47040000 bytes of data for [60000, 28, 28], "
+      "got 23520000";
+  for (const Index limit : {Index{0}, Index{1000}, Index{30000}}) {
+    CAPTURE(limit);
+    const std::string m = data_error_of([&] { lgm::load_fashion_mnist({.dir = dir.path(), .train_limit = limit}); });
+    CHECK_CONTAINS(m, cut);
+  }
+  // The same file with the gzip stream itself cut (no trailer): zlib's reason is added.
+  Bytes gz = read_raw(dir / "train-images-idx3-ubyte.gz");
+  gz.resize(gz.size() - 8);
+  write_raw(dir / "train-images-idx3-ubyte.gz", gz);
+  std::string m = data_error_of([&] { lgm::load_fashion_mnist({.dir = dir.path(), .train_limit = 10}); });
+  CHECK_CONTAINS(m, "train-images-idx3-ubyte.gz: ");
+  CHECK_CONTAINS(m, "unexpected end of file");
+
+  // Small files: a truncated label file, trailing bytes, and a plain (not gzip) truncated image file.
+  TempDir small;
+  write_fake_fashion(small, {3, 0, 9, 1}, {1, 2}, 4, 2);
+  write_gz(small / "train-labels-idx1-ubyte.gz", idx_bytes(0x801, {4}, {3, 0}));
+  m = data_error_of([&] { lgm::load_fashion_mnist({.dir = small.path(), .train_limit = 2}); });
+  CHECK_CONTAINS(m, "train-labels-idx1-ubyte.gz: truncated: expected 4 bytes of data for [4], got 2");
+  write_gz(small / "train-labels-idx1-ubyte.gz", idx_bytes(0x801, {4}, {3, 0, 9, 1, 7}));
+  m = data_error_of([&] { lgm::load_fashion_mnist({.dir = small.path(), .train_limit = 2}); });
+  CHECK_CONTAINS(m, "train-labels-idx1-ubyte.gz: 1 trailing bytes after the 4 bytes of data that the header [4]");
+  write_gz(small / "train-labels-idx1-ubyte.gz", idx_bytes(0x801, {4}, {3, 0, 9, 1}));
+  write_raw(small / "t10k-images-idx3-ubyte.gz", idx_bytes(0x803, {2, 28, 28}, pattern(784 + 5)));
+  m = data_error_of([&] { lgm::load_fashion_mnist({.dir = small.path(), .test_limit = 1}); });
+  CHECK_CONTAINS(m, "t10k-images-idx3-ubyte.gz: truncated: expected 1568 bytes of data for [2, 28, 28], got 789");
+  // Whole files still load with a limit.
+  write_raw(small / "t10k-images-idx3-ubyte.gz", idx_bytes(0x803, {2, 28, 28}, pattern(2 * 784, 7, 5)));
+  const lgm::TrainTestData d = lgm::load_fashion_mnist({.dir = small.path(), .train_limit = 2, .test_limit = 1});
+  CHECK(d.train.labels == std::vector<Index>{3, 0});
+  CHECK(d.test.features.cols() == 1);
+}
+
+TEST_CASE("data: idx reader reads a prefix once, within the declared items") {
+  TempDir dir;
+  write_gz(dir / "labels.gz", idx_bytes(0x801, {4}, {5, 6, 7, 8}));
+  lgm::detail::IdxReader reader(dir / "labels.gz");
+  CHECK_THROWS_AS((void)reader.read_items(5), lgm::ConfigError);
+  CHECK_THROWS_AS((void)reader.read_items(-1), lgm::ConfigError);
+  const lgm::IdxArray a = reader.read_items(2);
+  CHECK(a.dims == std::vector<Index>{2});
+  CHECK(a.data == Bytes{5, 6});
+  CHECK_THROWS_AS((void)reader.read_items(1), std::logic_error);
+}
+
 TEST_CASE("data: fashion-mnist class names") {
   CHECK(std::string(lgm::fashion_mnist_class_name(0)) == "T-shirt/top");
   CHECK(std::string(lgm::fashion_mnist_class_name(9)) == "Ankle boot");
@@ -332,7 +485,7 @@ TEST_CASE("data: fashion-mnist class names") {
 TEST_CASE("data: fashion-mnist real test set (dataset-fashion-mnist)") {
   const lgm::FashionMnistOptions opt;
   if (!fs::exists(opt.dir / "t10k-images-idx3-ubyte.gz") || !fs::exists(opt.dir / "train-images-idx3-ubyte.gz")) {
-    MESSAGE("skipped: Fashion-MNIST not found in ", opt.dir.string(), " (Debian package dataset-fashion-mnist)");
+    lgm::test::skip("Fashion-MNIST not found in " + opt.dir.string() + " (Debian package dataset-fashion-mnist)");
     return;
   }
   // The whole test set (10000 samples, 1000 per class) and the first 100 training samples.
@@ -480,7 +633,101 @@ TEST_CASE("data: libsvm errors name file:line and the token") {
   CHECK_CONTAINS(m, "nofeat.txt: no features");
   CHECK(lgm::read_libsvm_binary(dir / "nofeat.txt", {.bias = true}).features == Matrix::Ones(1, 2));
   CHECK_THROWS_WITH_AS(lgm::read_libsvm_binary(dir / "nofeat.txt", {.dim = -1}),
-                       "invalid dim = -1 (accepted: an integer >= 0)", lgm::ConfigError);
+                       "invalid dim = -1 (accepted: an integer in [0, 2147483647])", lgm::ConfigError);
+}
+
+TEST_CASE("data: libsvm absurd feature indices are refused, not overflowed (issue 12 item 6)") {
+  TempDir dir;
+  // Index 2^63 − 1 with a bias row: d + 1 overflowed and Eigen got negative rows (a segfault).
+  write_text(dir / "max.txt", "1 9223372036854775807:1\n");
+  const std::string too_large =
+      "max.txt:1: index 9223372036854775807 in \"9223372036854775807:1\" is too large "
+      "(accepted: indices in [1, 2147483647])";
+  std::string m = data_error_of([&] { lgm::read_libsvm_binary(dir / "max.txt", {.bias = true}); });
+  CHECK_CONTAINS(m, too_large);
+  m = data_error_of([&] { lgm::read_libsvm_multiclass(dir / "max.txt", {.bias = true}, std::vector<Index>{0, 1}); });
+  CHECK_CONTAINS(m, too_large);
+  m = data_error_of([&] { lgm::read_libsvm(dir / "max.txt"); });
+  CHECK_CONTAINS(m, too_large);
+  // Beyond 64 bits, and the first index past the maximum.
+  write_text(dir / "huge.txt", "1 1:1\n-1 2:1 99999999999999999999999:2\n");
+  m = data_error_of([&] { lgm::read_libsvm(dir / "huge.txt"); });
+  CHECK_CONTAINS(m, "huge.txt:2: index 99999999999999999999999 in \"99999999999999999999999:2\" is too large");
+  write_text(dir / "past.txt", "1 2147483648:1\n");
+  m = data_error_of([&] { lgm::read_libsvm(dir / "past.txt"); });
+  CHECK_CONTAINS(m, "past.txt:1: index 2147483648 in \"2147483648:1\" is too large");
+  // The largest accepted index reads as sparse data (its dense matrix would be 2^31 entries).
+  write_text(dir / "edge.txt", "1 2147483647:1\n");
+  const lgm::LibsvmSamples edge = lgm::read_libsvm(dir / "edge.txt", {.bias = true});
+  CHECK(edge.dim == 2147483647);
+  CHECK(edge.indices == std::vector<Index>{2147483646});
+  // An explicit dim beyond the maximum is a bad option.
+  CHECK_THROWS_WITH_AS(lgm::read_libsvm(dir / "edge.txt", {.dim = Index{1} << 31}),
+                       "invalid dim = 2147483648 (accepted: an integer in [0, 2147483647])", lgm::ConfigError);
+  // Hand-made samples are checked before they index the matrix.
+  lgm::LibsvmSamples s;
+  s.labels = {1.0};
+  s.lines = {1};
+  s.starts = {0, 1};
+  s.indices = {0};
+  s.values = {2.0};
+  s.dim = std::numeric_limits<Index>::max();
+  CHECK_THROWS_WITH_AS((void)s.dense_features(true, "mine"),
+                       "mine: inconsistent LIBSVM samples: dim = 9223372036854775807 (accepted: 0 to 2147483647)",
+                       lgm::DataError);
+  s.dim = 3;
+  s.indices = {3};
+  CHECK_THROWS_WITH_AS((void)s.dense_features(false, "mine"),
+                       "mine: inconsistent LIBSVM samples: indices[0] = 3 outside [0, dim = 3)", lgm::DataError);
+  s.indices = {2};
+  s.starts = {0, 2};
+  CHECK_THROWS_AS((void)s.dense_features(), lgm::DataError);
+  s.starts = {0, 1};
+  CHECK(s.dense_features(true) == Matrix{{0.0}, {0.0}, {2.0}, {1.0}});
+}
+
+TEST_CASE("data: libsvm test files take the training file's label mapping (issue 12 item 4)") {
+  TempDir dir;
+  // Binary: the training labels {1, 2} map 1 → −1; a test file holding only class 1 must keep that.
+  write_text(dir / "train.txt", "1 1:1\n2 2:1\n1 1:2\n");
+  write_text(dir / "test1.txt", "1 1:1\n1 1:3\n");
+  const lgm::LibsvmBinaryData train = lgm::read_libsvm_binary(dir / "train.txt");
+  CHECK(train.label_values == std::array<double, 2>{1.0, 2.0});
+  CHECK(train.labels == Vector{{-1.0, 1.0, -1.0}});
+  lgm::LibsvmBinaryData test = lgm::read_libsvm_binary(dir / "test1.txt", {.dim = 2}, train.label_values);
+  CHECK(test.labels == Vector{{-1.0, -1.0}});
+  // On its own the file's single label 1 reads as +1: the mapping, not the file, must decide.
+  CHECK(lgm::read_libsvm_binary(dir / "test1.txt").labels == Vector{{1.0, 1.0}});
+  write_text(dir / "test2.txt", "2 1:1\n");
+  test = lgm::read_libsvm_binary(dir / "test2.txt", {.dim = 2}, train.label_values);
+  CHECK(test.labels == Vector{{1.0}});
+  // {0, 1} training labels; a test file of only 0.
+  write_text(dir / "train01.txt", "0 1:1\n1 1:2\n");
+  write_text(dir / "test0.txt", "0 1:1\n");
+  const auto train01 = lgm::read_libsvm_binary(dir / "train01.txt");
+  CHECK(lgm::read_libsvm_binary(dir / "test0.txt", {}, train01.label_values).labels == Vector{{-1.0}});
+  // A label the training file does not have: FILE:LINE, the label and the training labels.
+  write_text(dir / "test3.txt", "1 1:1\n# comment\n3 1:1\n");
+  std::string m = data_error_of(
+      [&] { lgm::read_libsvm_binary(dir / "test3.txt", {}, train.label_values, "labels of the training file t"); });
+  CHECK_CONTAINS(m, "test3.txt:3: label 3 is not one of the 2 labels of the training file t (1, 2)");
+  const std::array<double, 2> unsorted = {2.0, 1.0};
+  CHECK_THROWS_AS(lgm::read_libsvm_binary(dir / "test1.txt", {}, unsorted), lgm::ConfigError);
+  const std::vector<double> three = {1.0, 2.0, 3.0};
+  CHECK_THROWS_AS(lgm::read_libsvm_binary(dir / "test1.txt", {}, three), lgm::ConfigError);
+
+  // Multiclass: a test file with one of three classes keeps the training classes; a foreign label names them.
+  write_text(dir / "mtrain.txt", "1 1:1\n2 2:1\n3 3:1\n");
+  write_text(dir / "mtest.txt", "3 3:1\n3 3:2\n");
+  const auto mtrain = lgm::read_libsvm_multiclass(dir / "mtrain.txt");
+  const auto mtest = lgm::read_libsvm_multiclass(dir / "mtest.txt", {.dim = 3}, mtrain.label_values);
+  CHECK(mtest.classes == 3);
+  CHECK(mtest.labels == std::vector<Index>{2, 2});
+  write_text(dir / "mtest4.txt", "3 3:1\n4 3:2\n");
+  m = data_error_of([&] {
+    lgm::read_libsvm_multiclass(dir / "mtest4.txt", {}, mtrain.label_values, "labels of the training file mtrain");
+  });
+  CHECK_CONTAINS(m, "mtest4.txt:2: label 4 is not one of the 3 labels of the training file mtrain (1, 2, 3)");
 }
 
 namespace {

@@ -119,18 +119,24 @@ std::shared_ptr<const Problem> build_problem(const RunConfig& cfg) {
     LibsvmOptions o;
     o.bias = cfg.flag("problem.bias");
     const std::string test_path = cfg.text("problem.test_path");
+    // The test file takes the training file's features and label mapping, so that class c (or ±1) means the
+    // same in both, whichever labels the test file happens to hold.
+    const std::string training_labels = "labels of the training file " + path;
     if (binary) {
-      bin_train = read_libsvm_binary(path, o);
+      LibsvmBinaryData tr = read_libsvm_binary(path, o);
       if (!test_path.empty()) {
-        o.dim = bin_train->features.rows() - (o.bias ? 1 : 0);
-        bin_test = read_libsvm_binary(test_path, o);
+        o.dim = tr.features.rows() - (o.bias ? 1 : 0);
+        bin_test = static_cast<BinaryData>(read_libsvm_binary(test_path, o, tr.label_values, training_labels));
       }
+      bin_train = static_cast<BinaryData>(std::move(tr));
     } else {
-      cls_train = static_cast<ClassificationData>(read_libsvm_multiclass(path, o));
+      LibsvmClassificationData tr = read_libsvm_multiclass(path, o);
       if (!test_path.empty()) {
-        o.dim = cls_train->features.rows() - (o.bias ? 1 : 0);
-        cls_test = static_cast<ClassificationData>(read_libsvm_multiclass(test_path, o));
+        o.dim = tr.features.rows() - (o.bias ? 1 : 0);
+        cls_test =
+            static_cast<ClassificationData>(read_libsvm_multiclass(test_path, o, tr.label_values, training_labels));
       }
+      cls_train = static_cast<ClassificationData>(std::move(tr));
     }
     source = "LIBSVM file " + std::filesystem::path(path).filename().string();
     const Index limit = cfg.integer("problem.train_limit");
@@ -147,7 +153,6 @@ std::shared_ptr<const Problem> build_problem(const RunConfig& cfg) {
     if (cls_train) trim(*cls_train);
   }
 
-  if (cls_train && cls_test && cls_test->classes > cls_train->classes) cls_train->classes = cls_test->classes;
   const auto sample_count = [](const auto& set) { return static_cast<Index>(set.features.cols()); };
 
   if (type == "quadratic") {

@@ -15,7 +15,7 @@
 
 namespace lgm::sim {
 
-/// The objectives the simulator runs (DESIGN §2 Objective row).
+/// The objectives the simulator runs (docs/problems.md).
 using AnyObjective = std::variant<Quadratic, LeastSquares, Logistic, NonconvexLogistic, Softmax, Mlp>;
 
 /// A loaded problem, shared by every run whose [problem] section is the same.

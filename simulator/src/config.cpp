@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <initializer_list>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -15,6 +16,8 @@
 // toml++ is used header-only here (its default; this is the only translation unit that includes it), so no
 // library has to be linked. Builds that pass pkg-config's -DTOML_HEADER_ONLY=0 must link -ltomlplusplus.
 #include <toml++/toml.h>
+
+#include "lgm/comm/cost_model.hpp"
 
 namespace lgm::sim {
 
@@ -244,36 +247,44 @@ struct Schema {
     text("problem.path", "", "a path (\"\" = default)",
          "dataset directory for fashion_mnist (\"\" = /usr/share/datasets/fashion-mnist); training file for libsvm");
     text("problem.test_path", "", "a path (\"\" = none)", "libsvm test file (optional)");
-    integer("problem.train_limit", 0, 0, none, "use the first n training samples (0 = all)");
-    integer("problem.test_limit", 0, 0, none, "use the first n test samples (0 = all)");
+    integer("problem.train_limit", 0, 0, none, "real data: use the first n training samples (0 = all)");
+    integer("problem.test_limit", 0, 0, none, "real data: use the first n test samples (0 = all)");
     boolean("problem.bias", false, "append a constant-1 feature to real data");
     integer("problem.N", 10000, 1, e9, "number of synthetic samples");
     integer("problem.d", 50, 1, 1e7, "dimension of synthetic features");
     integer("problem.classes", 10, 2, 10000, "number of classes (softmax, mlp on synthetic data)");
     integer("problem.hidden", 32, 1, 1e6, "hidden units of the mlp");
-    number("problem.lambda", 1e-4, 0, closed, none, closed, "L2 regularizer weight");
+    number("problem.lambda", 1e-4, 0, closed, none, closed,
+           "L2 regularizer weight of every objective but the quadratic");
     number("problem.mu", 0.1, 0, open, none, closed, "strong convexity of the quadratic");
     number("problem.L", 1.0, 0, open, none, closed, "smoothness of the quadratic (must be >= problem.mu)");
     number("problem.condition", 100, 1, closed, none, closed, "condition number of the least-squares design");
     integer("problem.rank", 0, 0, none, "rank of the least-squares design (0 = full)");
-    number("problem.noise", 0.1, 0, closed, none, closed, "label / target noise of synthetic data");
-    number("problem.signal", 2.0, 0, open, none, closed, "norm of the synthetic ground-truth parameter");
-    number("problem.separation", 2.0, 0, open, none, closed, "distance between synthetic class means");
-    integer("problem.seed", 0, 0, none, "seed of the synthetic data");
+    number("problem.noise", 0.1, 0, closed, none, closed,
+           "noise of the synthetic quadratic (rms of the per-sample shifts) and least-squares targets");
+    number("problem.signal", 2.0, 0, open, none, closed,
+           "norm of the teacher parameter of synthetic logistic data (larger: cleaner labels)");
+    number("problem.separation", 2.0, 0, open, none, closed, "norm of the class means of synthetic softmax / mlp data");
+    integer("problem.seed", 0, 0, none, "seed of the synthetic data and of the mlp's initial point");
 
     choice("optimizer.type", "sgd", {"sgd", "heavy_ball", "nesterov", "adamw"}, "local optimizer");
     number("optimizer.lr", 0.1, 0, open, none, closed, "peak learning rate");
-    number("optimizer.momentum", 0.9, 0, closed, 1, open, "momentum (heavy_ball, nesterov)");
-    number("optimizer.weight_decay", 0, 0, closed, none, closed, "decoupled weight decay");
+    number("optimizer.momentum", 0.9, 0, closed, 1, open, "momentum β (heavy_ball, nesterov)");
+    number("optimizer.weight_decay", 0, 0, closed, none, closed,
+           "weight decay λ: coupled L2 for sgd, heavy_ball, nesterov (d = g + λx); decoupled for adamw "
+           "(x ← (1 − lr·λ)x)");
     number("optimizer.beta1", 0.9, 0, closed, 1, open, "AdamW first-moment decay");
     number("optimizer.beta2", 0.999, 0, closed, 1, open, "AdamW second-moment decay");
     number("optimizer.eps", 1e-8, 0, open, none, closed, "AdamW denominator offset");
-    boolean("optimizer.average_state", false, "average the optimizer state at syncs");
+    boolean("optimizer.average_state", false,
+            "average the optimizer state at syncs: the momentum (heavy_ball, nesterov), both moments (adamw); not "
+            "for sgd");
 
     choice("schedule.type", "constant", {"constant", "warmup_cosine", "warmup_linear", "step_decay"},
            "learning-rate schedule");
-    number("schedule.warmup", 0, 0, closed, 1, closed, "linear warm-up, fraction of the budget");
-    number("schedule.min_lr", 0, 0, closed, none, closed, "final learning rate of cosine / linear decay");
+    number("schedule.warmup", 0, 0, closed, 1, closed, "linear warm-up from schedule.min_lr, fraction of the budget");
+    number("schedule.min_lr", 0, 0, closed, none, closed,
+           "learning rate where the warm-up starts and where cosine / linear decay ends");
     number("schedule.decay_factor", 0.1, 0, open, 1, closed, "step_decay: factor per decay");
     number("schedule.decay_every", 0.3, 0, open, 1, closed, "step_decay: period, fraction of the budget");
     choice("schedule.axis", "steps", {"steps", "samples"}, "what the schedule's progress is measured in");
@@ -284,36 +295,44 @@ struct Schema {
             "period; H_base for qsr/linear; H after the switch for post_local; intra-group period for hierarchical");
     number("sync.switch_at", 0.25, 0, closed, 1, closed,
            "post_local: fraction of the budget before switching to local steps");
-    number("sync.alpha", 0.2, 0, closed, none, closed, "qsr/linear growth coefficient");
-    number("sync.warmup", 0, 0, closed, 1, closed, "qsr/linear warm-up, fraction of the budget");
+    number("sync.alpha", 0.2, 0, closed, none, closed,
+           "after sync.warmup, qsr: H = max(sync.H, ⌊(alpha/lr)²⌋); linear: H = max(sync.H, ⌊alpha/lr⌋)");
+    number("sync.warmup", 0, 0, closed, 1, closed, "qsr/linear: H = sync.H for this fraction of the budget");
     integer("sync.global_every", 4, 1, 1e6, "hierarchical: global sync every this many group syncs");
     integer("sync.group_size", 2, 1, 4096, "hierarchical: workers per group (divides run.workers)");
 
     choice("batch.type", "constant", {"constant", "norm", "inner_product", "augmented_inner_product"},
            "batch-size rule");
     integer("batch.b", 32, 1, p30, "constant local batch size; initial size of adaptive rules");
-    integer("batch.b_min", 2, 2, p30, "smallest local batch size of adaptive rules");
-    integer("batch.b_max", 4096, 2, p30, "largest local batch size of adaptive rules");
-    number("batch.eta", 0.5, 0, open, none, closed, "norm test threshold");
-    number("batch.theta", 0.5, 0, open, none, closed, "inner-product test threshold");
-    number("batch.nu", 1.0, 0, open, none, closed, "orthogonality test threshold (augmented inner product)");
-    choice("batch.scope", "local", {"local", "global"}, "test per worker or pooled at syncs");
+    integer("batch.b_min", 2, 2, p30,
+            "adaptive rules: lower bound of batch.b and batch.micro_batches (sizes start at batch.b and never "
+            "shrink, so it changes no run)");
+    integer("batch.b_max", 4096, 2, p30, "adaptive rules: largest local batch size");
+    number("batch.eta", 0.5, 0, open, none, closed, "norm test threshold η");
+    number("batch.theta", 0.5, 0, open, none, closed,
+           "inner-product test threshold θ (inner_product, augmented_inner_product)");
+    number("batch.nu", 1.0, 0, open, none, closed, "orthogonality test threshold ν (augmented_inner_product)");
+    choice("batch.scope", "local", {"local", "global"},
+           "test each worker's batch, or the workers' batches pooled at global syncs");
     choice("batch.variance", "approximate", {"approximate", "exact"}, "sample variance or the exact population one");
     choice("batch.estimator", "per_sample", {"per_sample", "micro_batch_means", "cross_worker"}, "variance estimator");
     integer("batch.micro_batches", 4, 2, p30, "micro_batch_means: number of micro-batches");
     choice("batch.when", "every_step", {"every_step", "sync_steps"}, "at which steps the test runs");
     integer("batch.test_interval", 1, 1, e9, "run the test every this many eligible steps");
-    choice("batch.harmonize", "max", {"none", "max", "mean"}, "how workers' sizes are made equal at syncs");
+    choice("batch.harmonize", "max", {"none", "max", "mean"}, "how the workers' sizes are made equal at global syncs");
     choice("batch.apply_at", "next_round", {"next_round", "next_step", "this_step"},
            "when a new size takes effect (this_step: exact test before the draw, variance = exact only)");
-    boolean("batch.eta_is_global_target", false, "eta is the target of the pooled (global) gradient");
+    boolean("batch.eta_is_global_target", false,
+            "local scope: eta (theta, nu) is the target of the pooled gradient, so each worker tests with √M·eta");
 
     choice("sampler.type", "iid", {"iid", "shuffled", "sharded", "dirichlet"}, "which samples each worker draws");
     number("sampler.concentration", 0.5, 0, open, none, closed, "dirichlet: label-skew concentration");
 
-    choice("outer.type", "average", {"average", "sgd", "nesterov"}, "what happens to the average at a sync");
+    choice("outer.type", "average", {"average", "sgd", "nesterov"},
+           "at a global sync: the average, or an outer step on the pseudo-gradient (sgd: momentum; nesterov: "
+           "Nesterov momentum, DiLoCo)");
     number("outer.lr", 0.7, 0, open, none, closed, "outer learning rate (sgd, nesterov)");
-    number("outer.momentum", 0.9, 0, closed, 1, open, "outer momentum (nesterov)");
+    number("outer.momentum", 0.9, 0, closed, 1, open, "outer momentum (sgd, nesterov)");
 
     choice("network.preset", "10g", {"10g", "100g", "nvlink", "custom"}, "network cost model");
     number("network.latency_s", 25e-6, 0, closed, none, closed, "custom: latency per message, seconds");
@@ -586,7 +605,7 @@ std::string schema_listing() {
 // -------------------------------------------------------------------------------------------------------------
 // RunConfig.
 
-RunConfig::RunConfig() : m_values(detail::the_schema().defaults) {}
+RunConfig::RunConfig() : m_values(detail::the_schema().defaults), m_given(m_values.size(), false) {}
 
 namespace {
 
@@ -626,6 +645,13 @@ void RunConfig::set(std::string_view key, std::string_view toml_value) {
   const auto pos = detail::position(key);
   if (pos == std::string::npos) detail::throw_unknown_key(key, toml_value, "");
   m_values[pos] = detail::convert_text(schema()[pos], detail::trim(toml_value), key);
+  m_given[pos] = true;
+}
+
+bool RunConfig::is_given(std::string_view key) const {
+  const auto pos = detail::position(key);
+  if (pos == std::string::npos) throw std::logic_error("RunConfig: no key '" + std::string(key) + "' in the schema");
+  return m_given[pos];
 }
 
 namespace detail {
@@ -676,8 +702,11 @@ void check_cross_keys(const RunConfig& rc, std::string_view where) {
 }  // namespace detail
 
 struct RunConfigAccess {
-  static std::vector<ConfigValue>& values(RunConfig& rc) { return rc.m_values; }
-  static const std::vector<ConfigValue>& values(const RunConfig& rc) { return rc.m_values; }
+  /// Sets the value at schema position `pos` and marks the key as given.
+  static void assign(RunConfig& rc, std::size_t pos, ConfigValue value) {
+    rc.m_values[pos] = std::move(value);
+    rc.m_given[pos] = true;
+  }
 
   static void validate(const RunConfig& rc, std::string_view where) {
     const auto& specs = schema();
@@ -704,6 +733,226 @@ std::string RunConfig::to_toml() const {
 }
 
 // -------------------------------------------------------------------------------------------------------------
+// Keys without effect. Each rule names one key and the configurations in which the code that reads the key
+// never runs, or computes the same thing whatever its value (build.cpp and the library policies it builds).
+
+namespace detail {
+
+using Clause = std::optional<std::string>;
+
+/// `key = "value"`, as a clause names it.
+std::string text_is(const RunConfig& rc, std::string_view key) {
+  return std::string(key) + " = " + toml_string(rc.text(key));
+}
+
+bool one_of(const std::string& v, std::initializer_list<std::string_view> values) {
+  return std::find(values.begin(), values.end(), v) != values.end();
+}
+
+const std::vector<NoEffectRule>& rules() {
+  static const std::vector<NoEffectRule> all = [] {
+    std::vector<NoEffectRule> r;
+    // `key` is read only when text key `other` has one of the values `live`
+    auto unless = [&r](std::string key, std::string other, std::vector<std::string> live) {
+      r.push_back({std::move(key), "", "", [other, live](const RunConfig& rc) -> Clause {
+                     if (std::find(live.begin(), live.end(), rc.text(other)) != live.end()) return std::nullopt;
+                     return "with " + text_is(rc, other);
+                   }});
+    };
+    auto when = [&r](std::string key, std::function<Clause(const RunConfig&)> f) {
+      r.push_back({std::move(key), "", "", std::move(f)});
+    };
+    // text key `key` = `value` runs as `key = same_as` where `f` gives a reason
+    auto runs_as = [&r](std::string key, std::string value, std::string same_as,
+                        std::function<Clause(const RunConfig&)> f) {
+      r.push_back({std::move(key), std::move(value), std::move(same_as), std::move(f)});
+    };
+    const std::vector<std::string> adaptive = {"norm", "inner_product", "augmented_inner_product"};
+    const std::vector<std::string> real = {"fashion_mnist", "libsvm"};
+
+    when("run.eval_points", [](const RunConfig& rc) -> Clause {
+      if (!rc.flag("run.eval_every_round")) return std::nullopt;
+      return "with run.eval_every_round = true";
+    });
+
+    unless("problem.path", "problem.data", real);
+    unless("problem.test_path", "problem.data", {"libsvm"});
+    unless("problem.train_limit", "problem.data", real);
+    unless("problem.test_limit", "problem.data", real);
+    when("problem.test_limit", [](const RunConfig& rc) -> Clause {
+      if (rc.text("problem.data") != "libsvm" || !rc.text("problem.test_path").empty()) return std::nullopt;
+      return "with problem.data = \"libsvm\" and no problem.test_path (there is no test set)";
+    });
+    unless("problem.bias", "problem.data", real);
+    for (const char* key : {"problem.N", "problem.d"}) unless(key, "problem.data", {"synthetic"});
+    unless("problem.classes", "problem.type", {"softmax", "mlp"});
+    unless("problem.classes", "problem.data", {"synthetic"});
+    unless("problem.hidden", "problem.type", {"mlp"});
+    when("problem.lambda", [](const RunConfig& rc) -> Clause {
+      if (rc.text("problem.type") != "quadratic") return std::nullopt;
+      return "with " + text_is(rc, "problem.type") + " (it has no regularizer)";
+    });
+    for (const char* key : {"problem.mu", "problem.L"}) unless(key, "problem.type", {"quadratic"});
+    for (const char* key : {"problem.condition", "problem.rank"}) unless(key, "problem.type", {"least_squares"});
+    unless("problem.noise", "problem.type", {"quadratic", "least_squares"});
+    unless("problem.signal", "problem.type", {"logistic", "nonconvex_logistic"});
+    unless("problem.signal", "problem.data", {"synthetic"});
+    unless("problem.separation", "problem.type", {"softmax", "mlp"});
+    unless("problem.separation", "problem.data", {"synthetic"});
+    when("problem.seed", [](const RunConfig& rc) -> Clause {
+      if (rc.text("problem.data") == "synthetic" || rc.text("problem.type") == "mlp") return std::nullopt;
+      return "with " + text_is(rc, "problem.data") + " and " + text_is(rc, "problem.type") +
+             " (it seeds synthetic data and the mlp's initial point)";
+    });
+
+    unless("optimizer.momentum", "optimizer.type", {"heavy_ball", "nesterov"});
+    for (const char* key : {"optimizer.beta1", "optimizer.beta2", "optimizer.eps"})
+      unless(key, "optimizer.type", {"adamw"});
+    when("optimizer.average_state", [](const RunConfig& rc) -> Clause {
+      if (rc.text("sync.type") != "every_step") return std::nullopt;
+      return "with sync.type = \"every_step\" (the gradients are averaged, so the states are equal)";
+    });
+
+    // a constant learning rate: nothing of the schedule but optimizer.lr is read
+    auto constant_lr = [](const RunConfig& rc) -> Clause {
+      if (rc.text("schedule.type") != "constant" || rc.number("schedule.warmup") != 0.0) return std::nullopt;
+      return "with schedule.type = \"constant\" and schedule.warmup = 0 (the learning rate is constant)";
+    };
+    when("schedule.min_lr", [](const RunConfig& rc) -> Clause {
+      if (!one_of(rc.text("schedule.type"), {"constant", "step_decay"}) || rc.number("schedule.warmup") != 0.0)
+        return std::nullopt;
+      return "with " + text_is(rc, "schedule.type") + " and schedule.warmup = 0";
+    });
+    for (const char* key : {"schedule.decay_factor", "schedule.decay_every"})
+      unless(key, "schedule.type", {"step_decay"});
+    when("schedule.axis", constant_lr);
+
+    unless("sync.H", "sync.type", {"constant", "post_local", "qsr", "linear", "hierarchical"});
+    unless("sync.switch_at", "sync.type", {"post_local"});
+    for (const char* key : {"sync.alpha", "sync.warmup"}) unless(key, "sync.type", {"qsr", "linear"});
+    for (const char* key : {"sync.global_every", "sync.group_size"}) unless(key, "sync.type", {"hierarchical"});
+
+    for (const char* key :
+         {"batch.b_min", "batch.b_max", "batch.scope", "batch.variance", "batch.estimator", "batch.micro_batches",
+          "batch.when", "batch.test_interval", "batch.harmonize", "batch.apply_at", "batch.eta_is_global_target"})
+      unless(key, "batch.type", adaptive);
+    when("batch.b_min", [](const RunConfig&) -> Clause {
+      return std::string(
+          "on a run: adaptive sizes start at batch.b >= batch.b_min and never shrink (it bounds "
+          "batch.b and batch.micro_batches)");
+    });
+    unless("batch.eta", "batch.type", {"norm"});
+    unless("batch.theta", "batch.type", {"inner_product", "augmented_inner_product"});
+    unless("batch.nu", "batch.type", {"augmented_inner_product"});
+    unless("batch.micro_batches", "batch.estimator", {"micro_batch_means"});
+    // cross_worker tests pool all workers at global syncs, whatever batch.scope says
+    when("batch.scope", [](const RunConfig& rc) -> Clause {
+      if (rc.text("batch.estimator") != "cross_worker") return std::nullopt;
+      return "with batch.estimator = \"cross_worker\" (it pools the workers at global syncs)";
+    });
+    // one test result for every worker: the sizes are equal without harmonizing, and the divisor is not used
+    auto shared_result = [](const RunConfig& rc) -> Clause {
+      if (rc.integer("run.workers") == 1) return "with run.workers = 1";
+      if (rc.text("batch.scope") == "global") return "with batch.scope = \"global\" (every worker gets one size)";
+      if (rc.text("batch.estimator") == "cross_worker")
+        return "with batch.estimator = \"cross_worker\" (every worker gets one size)";
+      return std::nullopt;
+    };
+    when("batch.harmonize", [](const RunConfig& rc) -> Clause {
+      if (rc.integer("run.workers") != 1) return std::nullopt;
+      return "with run.workers = 1";
+    });
+    // harmonizing equal sizes still sends one number per sync: only max and mean agree
+    runs_as("batch.harmonize", "max", "mean", shared_result);
+    runs_as("batch.harmonize", "mean", "max", shared_result);
+    when("batch.eta_is_global_target", shared_result);
+    // tests that run only at syncs: "every step" and "every sync" are the same steps
+    when("batch.when", [](const RunConfig& rc) -> Clause {
+      if (rc.text("sync.type") == "every_step") return "with sync.type = \"every_step\" (every step is a sync)";
+      if (rc.integer("batch.test_interval") != 1) return std::nullopt;
+      if (rc.text("batch.scope") == "global")
+        return "with batch.scope = \"global\" and batch.test_interval = 1 (the test runs at global syncs only)";
+      if (rc.text("batch.estimator") == "cross_worker")
+        return "with batch.estimator = \"cross_worker\" and batch.test_interval = 1 (the test runs at global "
+               "syncs only)";
+      return std::nullopt;
+    });
+    // next_step and next_round differ only where a test runs at a step that does not end with a sync
+    auto tests_at_syncs = [](const RunConfig& rc) -> Clause {
+      if (rc.text("sync.type") == "every_step") return "with sync.type = \"every_step\"";
+      if (rc.text("batch.scope") == "global") return "with batch.scope = \"global\"";
+      if (rc.text("batch.estimator") == "cross_worker") return "with batch.estimator = \"cross_worker\"";
+      return std::nullopt;
+    };
+    runs_as("batch.apply_at", "next_step", "next_round", tests_at_syncs);
+    runs_as("batch.apply_at", "next_round", "next_step", tests_at_syncs);
+
+    unless("sampler.concentration", "sampler.type", {"dirichlet"});
+
+    for (const char* key : {"outer.lr", "outer.momentum"}) unless(key, "outer.type", {"sgd", "nesterov"});
+
+    for (const char* key : {"network.latency_s", "network.bandwidth_gbps"}) unless(key, "network.preset", {"custom"});
+    runs_as("network.preset", "custom", "10g", [](const RunConfig& rc) -> Clause {
+      const NetworkLink ten = NetworkLink::ethernet_10g();
+      if (rc.number("network.latency_s") != ten.latency_s ||
+          rc.number("network.bandwidth_gbps") * 1e9 / 8.0 != ten.bandwidth_bytes_per_s)
+        return std::nullopt;
+      return "with network.latency_s and network.bandwidth_gbps at the 10g link's values";
+    });
+
+    when("compute.seconds_per_sample", [](const RunConfig& rc) -> Clause {
+      if (!rc.flag("compute.measure")) return std::nullopt;
+      return "with compute.measure = true (the measured value replaces it)";
+    });
+    for (const char* key : {"compute.stragglers", "compute.straggler_factor"})
+      when(key, [](const RunConfig& rc) -> Clause {
+        if (rc.numbers("compute.slowdown").empty()) return std::nullopt;
+        return "with compute.slowdown given (it overrides the stragglers)";
+      });
+    when("compute.stragglers", [](const RunConfig& rc) -> Clause {
+      if (rc.number("compute.straggler_factor") != 1.0) return std::nullopt;
+      return "with compute.straggler_factor = 1";
+    });
+    when("compute.straggler_factor", [](const RunConfig& rc) -> Clause {
+      if (rc.integer("compute.stragglers") != 0) return std::nullopt;
+      return "with compute.stragglers = 0";
+    });
+    return r;
+  }();
+  return all;
+}
+
+}  // namespace detail
+
+const std::vector<NoEffectRule>& no_effect_rules() { return detail::rules(); }
+
+std::optional<NoEffect> no_effect(const RunConfig& rc, std::string_view key) {
+  const KeySpec* spec = find_key(key);
+  if (!spec) throw std::logic_error("no_effect: no key '" + std::string(key) + "' in the schema");
+  for (const NoEffectRule& rule : no_effect_rules()) {
+    if (rule.key != key || (!rule.value.empty() && rc.text(key) != rule.value)) continue;
+    const auto clause = rule.reason(rc);
+    if (!clause) continue;
+    if (rule.value.empty()) return NoEffect{std::string(key) + " has no effect " + *clause, std::nullopt};
+    return NoEffect{std::string(key) + " = " + detail::toml_string(rule.value) + " runs as " +
+                        detail::toml_string(rule.same_as) + " " + *clause,
+                    rule.same_as};
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> no_effect_notes(const ExperimentConfig& experiment) {
+  std::vector<std::string> notes;
+  for (const RunConfig& rc : experiment.runs)
+    for (const KeySpec& spec : schema())
+      if (rc.is_given(spec.key))
+        if (auto none = no_effect(rc, spec.key))
+          notes.push_back("note: " + none->reason +
+                          (experiment.runs.size() > 1 ? " (variant " + detail::toml_string(rc.name()) + ")" : ""));
+  return notes;
+}
+
+// -------------------------------------------------------------------------------------------------------------
 // Experiments.
 
 namespace {
@@ -715,12 +964,11 @@ void apply_section(RunConfig& rc, std::string_view section, const toml::node& no
     throw ConfigError(
         std::string(section) + std::string(where), detail::render_node(node),
         "a table [" + std::string(section) + "] of keys: " + detail::join(detail::keys_of(section), ", "));
-  auto& values = RunConfigAccess::values(rc);
   for (auto&& [k, v] : *table) {
     const std::string key = std::string(section) + "." + std::string(k.str());
     const auto pos = detail::position(key);
     if (pos == std::string::npos) detail::throw_unknown_key(key, detail::render_node(v), where);
-    values[pos] = detail::convert(schema()[pos], v, key + std::string(where));
+    RunConfigAccess::assign(rc, pos, detail::convert(schema()[pos], v, key + std::string(where)));
   }
 }
 
@@ -783,8 +1031,7 @@ ExperimentConfig parse_experiment(std::string_view toml_text, std::string_view s
   std::vector<detail::Assignment> assigned;
   for (const auto& o : overrides) assigned.push_back(detail::parse_override(o));
   auto finish = [&](RunConfig rc, std::string_view where) {
-    auto& values = RunConfigAccess::values(rc);
-    for (const auto& a : assigned) values[a.pos] = a.value;
+    for (const auto& a : assigned) RunConfigAccess::assign(rc, a.pos, a.value);
     RunConfigAccess::validate(rc, where);
     exp.runs.push_back(std::move(rc));
   };
@@ -869,10 +1116,9 @@ ExperimentConfig expand_grid(const ExperimentConfig& experiment, const std::vect
     std::vector<std::size_t> at(axes.size(), 0);  // odometer over the axes, the first one slowest
     for (;;) {
       RunConfig rc = run;
-      auto& values = RunConfigAccess::values(rc);
       std::vector<std::string> parts;
       for (std::size_t a = 0; a < axes.size(); ++a) {
-        values[axes[a].pos] = axes[a].values[at[a]];
+        RunConfigAccess::assign(rc, axes[a].pos, axes[a].values[at[a]]);
         parts.push_back(axes[a].label + "=" + detail::render_value(axes[a].values[at[a]], false));
       }
       rc.set_name(run.name() + "/" + detail::join(parts, ","));

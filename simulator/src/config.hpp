@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -73,8 +74,12 @@ class RunConfig {
 
   /// Sets `key` from a TOML value (bare strings allowed for text keys), checked against the key's type and range
   /// like a command-line override. Cross-key rules are not checked here (a change may need several keys at
-  /// once); call validate() after the last one.
+  /// once); call validate() after the last one. The key counts as given (is_given).
   void set(std::string_view key, std::string_view toml_value);
+
+  /// True when `key` was given (in a file, a variant, an override, a grid or by set()) rather than defaulted,
+  /// whatever its value. A key not in the schema is a std::logic_error.
+  bool is_given(std::string_view key) const;
 
   /// Checks every value against its range and the cross-key rules; throws ConfigError naming both keys.
   void validate() const;
@@ -83,19 +88,53 @@ class RunConfig {
   /// parse_experiment(to_toml()) yields one run equal to this one.
   std::string to_toml() const;
 
-  bool operator==(const RunConfig& other) const = default;
+  /// Same name and values (which keys were given does not matter).
+  bool operator==(const RunConfig& other) const { return m_name == other.m_name && m_values == other.m_values; }
 
  private:
   friend struct RunConfigAccess;
   std::string m_name;
   std::vector<ConfigValue> m_values;  // aligned with schema()
+  std::vector<bool> m_given;          // aligned with schema(): set by the user rather than defaulted
 };
+
+/// A configuration in which a key has no effect on a run's outputs. Every such case is one rule of
+/// no_effect_rules(); the liveness test (simulator/tests/test_liveness.cpp) runs every key in many
+/// configurations and checks that it changes the outputs exactly where no rule says otherwise.
+struct NoEffectRule {
+  std::string key;
+  /// Empty: the rule is about the key, whatever its value. Otherwise (text keys) it applies only when the key
+  /// has this value, and says that the run is then the same as with `key = same_as`.
+  std::string value;
+  std::string same_as;
+  /// When the rule applies to `rc`: why, as a clause such as `with batch.type = "constant"`; else nullopt.
+  std::function<std::optional<std::string>(const RunConfig&)> reason;
+};
+
+/// Every rule, section by section in schema order.
+const std::vector<NoEffectRule>& no_effect_rules();
+
+/// The first rule about `key` that applies to `rc`.
+struct NoEffect {
+  /// The sentence: `batch.eta has no effect with batch.type = "constant"`, or for a rule about one value
+  /// `batch.harmonize = "mean" runs as "max" with batch.scope = "global" (...)`.
+  std::string reason;
+  std::optional<std::string> same_as;  ///< the value the run is the same as (rules about one value)
+};
+
+/// The first rule of no_effect_rules() about `key` that applies to `rc`, or nullopt when the key has an effect.
+/// A key not in the schema is a std::logic_error.
+std::optional<NoEffect> no_effect(const RunConfig& rc, std::string_view key);
 
 struct ExperimentConfig {
   std::string name;
   std::string description;
   std::vector<RunConfig> runs;
 };
+
+/// For `lgm-sim validate`: "note: <reason>" for every key that a run was given (RunConfig::is_given) and that has
+/// no effect in it, in schema order; with several runs each note names its variant.
+std::vector<std::string> no_effect_notes(const ExperimentConfig& experiment);
 
 /// Parses an experiment file's text. Resolution per run: schema defaults < base sections < the variant's keys <
 /// `overrides` ("key=value", TOML value syntax, bare strings allowed). `source_name` names the text in errors and

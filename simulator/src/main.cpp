@@ -22,11 +22,21 @@
 namespace {
 
 std::atomic<bool> g_interrupt{false};
+std::atomic<int> g_interrupt_signal{0};
 
-extern "C" void on_sigint(int) {
-  // first Ctrl-C: finish the current round and write the summary; a second one ends the process at once
+extern "C" void on_interrupt(int signal) {
+  // the first SIGINT, SIGTERM or SIGHUP: finish the current round and write the summary; the handler is reset
+  // (SA_RESETHAND), so a second one ends the process at once
+  g_interrupt_signal.store(signal);
   g_interrupt.store(true);
-  std::signal(SIGINT, SIG_DFL);
+}
+
+void install_signal_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_interrupt;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESETHAND;
+  for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaction(signal, &action, nullptr);
 }
 
 struct CommonOptions {
@@ -34,13 +44,16 @@ struct CommonOptions {
   std::string out;
   bool quiet = false;
   bool no_plots = false;
+  bool overwrite = false;
   std::string engine = "in_process";
   std::string mpi_reduction = "allreduce";
 };
 
 void add_common(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--set", o.overrides, "override a key, e.g. --set optimizer.lr=0.05 (repeatable)");
-  cmd->add_option("--out", o.out, "output directory (default: runs/<name>)");
+  cmd->add_option("--out", o.out, "output directory (default: runs/<name>); must be new or empty");
+  cmd->add_flag("--overwrite", o.overwrite,
+                "the output directory may hold an earlier run: lgm-sim's files there are removed first");
   cmd->add_flag("--quiet", o.quiet, "no progress display");
   cmd->add_flag("--no-plots", o.no_plots, "do not call gnuplot");
   cmd->add_option("--engine", o.engine,
@@ -64,13 +77,18 @@ int run(lgm::sim::ExperimentConfig experiment, const CommonOptions& o) {
   ro.out_dir = o.out.empty() ? std::filesystem::path("runs") / experiment.name : std::filesystem::path(o.out);
   ro.quiet = o.quiet;
   ro.plots = !o.no_plots;
+  ro.overwrite = o.overwrite;
   ro.interrupt = &g_interrupt;
+  ro.interrupt_signal = &g_interrupt_signal;
   ro.engine = o.engine == "mpi" ? lgm::sim::Engine::mpi : lgm::sim::Engine::in_process;
   ro.mpi_ordered = o.mpi_reduction == "ordered";
-  std::signal(SIGINT, on_sigint);
+  install_signal_handlers();
   const lgm::sim::ExperimentOutcome outcome = lgm::sim::run_experiment(std::move(experiment), ro);
-  if (outcome.exit_code == lgm::sim::kExitInterrupted)
-    std::cerr << "lgm-sim: interrupted; the summary of what ran is in " << ro.out_dir.string() << "\n";
+  if (outcome.summary.interrupted)
+    std::cerr << "lgm-sim: interrupted ("
+              << lgm::sim::signal_name(g_interrupt_signal.load() > 0 ? g_interrupt_signal.load() : SIGINT)
+              << "); the summary of what ran is in " << ro.out_dir.string() << "\n";
+  for (const std::string& error : outcome.output_errors) std::cerr << "lgm-sim: output error: " << error << "\n";
   return outcome.exit_code;
 }
 
@@ -112,6 +130,9 @@ int run_mpi([[maybe_unused]] int& argc, [[maybe_unused]] char**& argv,
 }  // namespace
 
 int main(int argc, char** argv) {
+  // past a file-size limit (ulimit -f) a write fails with EFBIG and is reported like a full disk, instead of the
+  // signal ending the process with half-written files
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{
       "lgm-sim: local gradient methods with many simulated workers (docs/simulator.md).\n"
       "Without a subcommand it runs the built-in demo (Fashion-MNIST, 8 workers, 11 variants)."};
@@ -172,6 +193,7 @@ int main(int argc, char** argv) {
       const auto experiment = lgm::sim::load_experiment(config_path, validate_opts.overrides);
       lgm::sim::validate_experiment(experiment);
       std::cout << config_path << ": valid, " << experiment.runs.size() << " run(s)\n";
+      for (const std::string& note : lgm::sim::no_effect_notes(experiment)) std::cout << note << "\n";
       return 0;
     }
     if (*run_cmd) return run(lgm::sim::load_experiment(config_path, run_opts.overrides), run_opts);

@@ -2,6 +2,7 @@
 // VariantSummary per run (a row of summary.md, an entry of summary.json). Shared by the runner and the reports.
 #pragma once
 
+#include <csignal>
 #include <optional>
 #include <string>
 #include <vector>
@@ -52,6 +53,20 @@ inline const char* to_string(RunStatus s) {
       return "failed";
   }
   return "?";
+}
+
+/// "SIGINT", "SIGTERM", "SIGHUP", or "signal N".
+inline std::string signal_name(int signal) {
+  switch (signal) {
+    case SIGHUP:
+      return "SIGHUP";
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+    default:
+      return "signal " + std::to_string(signal);
+  }
 }
 
 /// What the MPI engine sent during one run: rank 0's counters (every rank sends the same amounts), beside

@@ -1,5 +1,6 @@
 #include "report.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -109,27 +110,33 @@ std::string dump_line(const nlohmann::ordered_json& j) {
 
 std::string errno_text() { return std::strerror(errno); }
 
-/// Writes `text` to `file` through a temporary file and a rename.
-void write_text_file(const fs::path& file, const std::string& text, const char* what) {
+/// The OS's reason for error number `err` (captured right after the failing call: a later call may reset errno).
+std::string reason(int err) { return err != 0 ? std::strerror(err) : "unknown error (errno not set)"; }
+
+/// Writes all of data[0, n) at `offset` (EINTR and partial writes retried). Returns 0, or the errno of the
+/// failing call (ENOSPC for a full disk, EFBIG past RLIMIT_FSIZE).
+int write_all_at(int fd, const char* data, std::size_t n, long long offset) {
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (w == 0) return EIO;
+    data += w;
+    n -= static_cast<std::size_t>(w);
+    offset += w;
+  }
+  return 0;
+}
+
+void create_parent_directories(const fs::path& file, std::string_view what) {
+  if (!file.has_parent_path()) return;
   std::error_code ec;
-  if (file.has_parent_path()) fs::create_directories(file.parent_path(), ec);
-  fs::path tmp = file;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out)
-      throw std::runtime_error(std::string("cannot open ") + what + " file '" + tmp.string() +
-                               "' for writing: " + errno_text());
-    out << text;
-    out.flush();
-    if (!out)
-      throw std::runtime_error(std::string("cannot write ") + what + " file '" + tmp.string() + "': " + errno_text());
-  }
-  fs::rename(tmp, file, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw std::runtime_error(std::string("cannot write ") + what + " file '" + file.string() + "': " + ec.message());
-  }
+  fs::create_directories(file.parent_path(), ec);
+  if (ec)
+    throw OutputError("cannot write " + std::string(what) + " file '" + file.string() +
+                      "': cannot create its directory: " + ec.message());
 }
 
 std::string printf_text(const char* fmt, double v) {
@@ -195,16 +202,72 @@ RoundRecord round_record_from_json(const nlohmann::json& j) { return record_from
 RoundRecord round_record_from_json(const nlohmann::ordered_json& j) { return record_from(j); }
 
 MetricsWriter::MetricsWriter(const fs::path& file, bool append) : m_path(file) {
-  std::error_code ec;
-  if (file.has_parent_path()) fs::create_directories(file.parent_path(), ec);
-  m_out.open(file, std::ios::binary | (append ? std::ios::app : std::ios::trunc));
-  if (!m_out) throw std::runtime_error("cannot open metrics file '" + file.string() + "' for writing: " + errno_text());
+  create_parent_directories(file, "metrics");
+  m_fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | (append ? 0 : O_TRUNC), 0644);
+  if (m_fd < 0) {
+    const int err = errno;
+    throw OutputError("cannot open metrics file '" + file.string() + "' for writing: " + reason(err));
+  }
+  if (!append) return;
+  // keep the complete lines only: a crash may have left half a line at the end
+  std::ifstream in(file, std::ios::binary);
+  for (std::string line; std::getline(in, line);) {
+    if (in.eof()) break;  // no '\n' after it: partial
+    m_size += static_cast<long long>(line.size()) + 1;
+    ++m_lines;
+  }
+  if (::ftruncate(m_fd, static_cast<off_t>(m_size)) != 0) {
+    const int err = errno;
+    ::close(m_fd);
+    m_fd = -1;
+    throw OutputError("cannot open metrics file '" + file.string() + "' for appending: " + reason(err));
+  }
+}
+
+MetricsWriter::~MetricsWriter() {
+  if (m_fd >= 0) ::close(m_fd);
 }
 
 void MetricsWriter::write(const RoundRecord& r) {
-  m_out << dump_line(to_json(r)) << '\n';
-  m_out.flush();
-  if (!m_out) throw std::runtime_error("cannot write to metrics file '" + m_path.string() + "': " + errno_text());
+  const std::string line = dump_line(to_json(r)) + '\n';
+  const int err = m_fd < 0 ? EBADF : write_all_at(m_fd, line.data(), line.size(), m_size);
+  if (err == 0) {
+    m_size += static_cast<long long>(line.size());
+    ++m_lines;
+    return;
+  }
+  // a partial line must not stay: cut the file back to its last complete line
+  std::string kept = "it keeps its " + std::to_string(m_lines) + " complete line(s)";
+  if (m_fd >= 0 && ::ftruncate(m_fd, static_cast<off_t>(m_size)) != 0)
+    kept = "and it could not be cut back to its " + std::to_string(m_lines) + " complete line(s): " + reason(errno);
+  throw OutputError("cannot write to metrics file '" + m_path.string() + "': " + reason(err) + "; " + kept);
+}
+
+void write_file_atomically(const fs::path& file, std::string_view text, std::string_view what) {
+  create_parent_directories(file, what);
+  fs::path tmp = file;
+  tmp += ".tmp";
+  const std::string name = std::string(what) + " file '" + file.string() + "'";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int err = errno;
+    throw OutputError("cannot write " + name + ": cannot create '" + tmp.string() + "': " + reason(err));
+  }
+  int err = write_all_at(fd, text.data(), text.size(), 0);
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err == 0 && ::rename(tmp.c_str(), file.c_str()) != 0) err = errno;
+  if (err != 0) {
+    ::unlink(tmp.c_str());
+    throw OutputError("cannot write " + name + ": " + reason(err) + " (the file was not changed)");
+  }
+  // make the rename itself durable; failing here loses nothing that was written
+  const fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    (void)::fsync(dir_fd);
+    ::close(dir_fd);
+  }
 }
 
 std::vector<RoundRecord> read_metrics(const fs::path& file) {
@@ -280,8 +343,8 @@ nlohmann::ordered_json to_json(const ExperimentSummary& e) {
 }
 
 void write_summary_json(const fs::path& file, const ExperimentSummary& e) {
-  write_text_file(file, to_json(e).dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n",
-                  "summary");
+  write_file_atomically(file, to_json(e).dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n",
+                        "summary");
 }
 
 namespace detail {
@@ -391,7 +454,7 @@ void write_summary_markdown(const fs::path& file, const ExperimentSummary& e) {
     os << "- " << markdown_cell(v.name) << " (" << to_string(v.status) << ")"
        << (v.message.empty() ? std::string() : ": " + markdown_cell(v.message)) << "\n";
   }
-  write_text_file(file, os.str(), "summary");
+  write_file_atomically(file, os.str(), "summary");
 }
 
 // ---------------------------------------------------------------- plots
@@ -512,13 +575,7 @@ struct Series {
   const std::vector<RoundRecord>* records;
 };
 
-void write_file(const fs::path& file, const std::string& text) {
-  std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  if (!out) throw std::runtime_error("cannot open '" + file.string() + "' for writing: " + errno_text());
-  out << text;
-  out.flush();
-  if (!out) throw std::runtime_error("cannot write '" + file.string() + "': " + errno_text());
-}
+void write_file(const fs::path& file, const std::string& text) { write_file_atomically(file, text, "plot"); }
 
 std::string read_tail(const fs::path& file, std::size_t max_chars) {
   std::ifstream in(file, std::ios::binary);
@@ -712,6 +769,10 @@ PlotResult make_plots_impl(const fs::path& out_dir, const std::vector<std::vecto
                               shell_quote(fs::absolute(program).string()) + " plots.gp > gnuplot.log 2>&1 < /dev/null";
   const int status = std::system(command.c_str());
   if (status != 0) {
+    for (const auto& png : script.pngs()) {  // gnuplot may have stopped half-way through one (full disk)
+      std::error_code ec;
+      fs::remove(png, ec);
+    }
     result.message = "plots skipped: " + program.string() + " failed (status " + std::to_string(status) + ") on " +
                      script_file.string() + ": " + read_tail(log, 400);
     return result;

@@ -5,7 +5,9 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "records.hpp"
@@ -24,22 +26,43 @@ nlohmann::ordered_json to_json(const RoundRecord& r);
 RoundRecord round_record_from_json(const nlohmann::json& j);
 RoundRecord round_record_from_json(const nlohmann::ordered_json& j);
 
-/// Appends RoundRecords to a JSONL file, one line each, flushed at once: a crash keeps every line written.
+/// A file of the outputs could not be written. The message names the file and the OS's reason; the file is left
+/// complete (metrics.jsonl: its complete lines) or absent.
+class OutputError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Appends RoundRecords to a JSONL file, one line each, written by one system call and not buffered: a crash
+/// keeps every line written, and a failed write (full disk) is cut back so that the file ends with a whole line.
 class MetricsWriter {
  public:
-  /// Creates the parent directories if needed; truncates the file unless `append`.
-  /// Throws std::runtime_error naming the file when it cannot be opened.
+  /// Creates the parent directories if needed; truncates the file unless `append` (then a partial last line
+  /// left by a crash is cut off). Throws OutputError naming the file and the reason when it cannot be opened.
   explicit MetricsWriter(const std::filesystem::path& file, bool append = false);
+  ~MetricsWriter();
+  MetricsWriter(const MetricsWriter&) = delete;
+  MetricsWriter& operator=(const MetricsWriter&) = delete;
 
-  /// Writes one line and flushes; throws std::runtime_error naming the file when the write fails.
+  /// Writes one line. On failure the partial line is truncated away and OutputError names the file, the OS's
+  /// reason and the lines kept.
   void write(const RoundRecord& r);
 
   const std::filesystem::path& path() const { return m_path; }
+  /// Complete lines in the file.
+  Index lines() const { return m_lines; }
 
  private:
   std::filesystem::path m_path;
-  std::ofstream m_out;
+  int m_fd = -1;
+  long long m_size = 0;  ///< bytes of the complete lines
+  Index m_lines = 0;
 };
+
+/// Writes `text` to `file` as a whole or not at all: a temporary file beside it (file + ".tmp"), fsync, rename.
+/// On failure the temporary is removed, an earlier `file` is left as it was, and OutputError names `what`, the
+/// file and the OS's reason.
+void write_file_atomically(const std::filesystem::path& file, std::string_view text, std::string_view what);
 
 /// Reads a metrics.jsonl file (blank lines are skipped). Throws DataError naming "file:line" on a line that is
 /// not valid JSON or not a valid record, and naming the file when it cannot be opened.
@@ -52,8 +75,7 @@ nlohmann::ordered_json to_json(const VariantSummary& v);
 /// name, problem, workers, interrupted, variants (array).
 nlohmann::ordered_json to_json(const ExperimentSummary& e);
 
-/// Writes to_json(e) indented; written to a temporary file and renamed, so a reader never sees half a file.
-/// Throws std::runtime_error naming the file on failure.
+/// Writes to_json(e) indented, with write_file_atomically: a reader never sees half a file. Throws OutputError.
 void write_summary_json(const std::filesystem::path& file, const ExperimentSummary& e);
 
 /// The comparison table (GitHub markdown), one row per variant. Columns: variant | status | test acc (%)
@@ -63,7 +85,7 @@ void write_summary_json(const std::filesystem::path& file, const ExperimentSumma
 std::string summary_table_markdown(const ExperimentSummary& e);
 
 /// A heading (the experiment name), the problem line, the table, and notes for runs that did not complete.
-/// Throws std::runtime_error naming the file on failure.
+/// Written with write_file_atomically; throws OutputError.
 void write_summary_markdown(const std::filesystem::path& file, const ExperimentSummary& e);
 
 // ---------------------------------------------------------------- plots

@@ -6,9 +6,12 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <functional>
+#include <new>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "build.hpp"
@@ -30,12 +33,18 @@ namespace lgm::sim {
 struct RunEnv {
   MetricsWriter* metrics = nullptr;                  ///< metrics.jsonl (shared by the runs of an experiment)
   Progress* progress = nullptr;                      ///< may be null
-  const std::atomic<bool>* interrupt = nullptr;      ///< set by SIGINT: end the current round and stop
+  const std::atomic<bool>* interrupt = nullptr;      ///< set by SIGINT, SIGTERM, SIGHUP: end the round and stop
   std::vector<RoundRecord>* records = nullptr;       ///< this run's records, for the plots
   std::function<void(const RoundRecord&)> on_round;  ///< called after each record is written (tests, tools)
   MpiCommunicator* mpi = nullptr;  ///< MPI engine: the run's communicator (this rank's workers); null in-process
   bool evaluate = true;            ///< evaluate F at the averaged point (MPI engine: rank 0 only)
+  const std::atomic<int>* interrupt_signal = nullptr;  ///< which signal set `interrupt` (for the message)
+  bool output_failed = false;  ///< set by run_variant when an output file could not be written (OutputError)
 };
+
+/// A run whose mean minibatch loss exceeds this factor times max(1, |F(x0)|) has diverged although its loss is
+/// finite (docs/simulator.md): outer.lr = 1e30 gives losses of 1e212, which no useful run reaches.
+inline constexpr double kDivergenceFactor = 1e6;
 
 namespace detail {
 
@@ -60,7 +69,7 @@ inline void sum_over_ranks([[maybe_unused]] const RunEnv& env, [[maybe_unused]] 
 
 /// Loss and squared gradient norm of F at x over all samples. The samples are cut into a fixed number of
 /// chunks whatever the thread count, and the chunk results are summed in chunk order, so the value is
-/// bitwise the same for any number of threads (DESIGN §6, determinism).
+/// bitwise the same for any number of threads (docs/design.md §Determinism).
 template <class Obj>
 class Evaluator {
  public:
@@ -148,7 +157,8 @@ class RoundObserver {
         m_test_eval(test ? std::optional<Evaluator<Obj>>(std::in_place, *test, method.options().threads)
                          : std::nullopt),
         m_start(std::chrono::steady_clock::now()) {
-    (void)problem;
+    // F(x0) on every rank (the same data everywhere), so every rank stops at the same sync
+    m_divergence_bound = kDivergenceFactor * std::max(1.0, std::abs(m_eval(problem.x0, false).first));
     m_every_round = cfg.flag("run.eval_every_round");
     const Index points = cfg.integer("run.eval_points");
     m_by_samples = cfg.integer("run.max_samples") > 0;
@@ -164,8 +174,12 @@ class RoundObserver {
   }
 
   bool on_sync(const RunState& s) {
+    m_seen = s.metrics;
+    m_seen_round = s.round;
+    m_next = make_record(s);  // kept across the flush, so that a failure there does not lose this round
     flush(false, s.shared_point);
-    m_pending = make_record(s);
+    m_pending = std::move(m_next);
+    m_next.reset();
     const double progress = static_cast<double>(m_by_samples ? s.metrics.samples : s.metrics.steps);
     if (m_every_round || progress >= m_next_eval) {
       evaluate(*m_pending, s.shared_point);
@@ -176,8 +190,39 @@ class RoundObserver {
     // under MPI every rank must stop at the same sync: stop when any rank saw SIGINT
     double interrupted[1] = {m_env.interrupt && m_env.interrupt->load() ? 1.0 : 0.0};
     detail::max_over_ranks(m_env, interrupted);
+    // a finite loss far above the start is a divergence too (the batch loss is the same on every rank)
+    if (std::isfinite(s.batch_loss) && std::abs(s.batch_loss) > m_divergence_bound) {
+      m_divergence = "diverged: the mean minibatch loss is " + lgm::detail::to_text(s.batch_loss) + " after round " +
+                     lgm::detail::to_text(s.round) + " (step " + lgm::detail::to_text(s.metrics.steps - 1) +
+                     "), more than " + lgm::detail::to_text(kDivergenceFactor) +
+                     " × max(1, |F(x0)|) = " + lgm::detail::to_text(m_divergence_bound);
+      return false;
+    }
     return interrupted[0] == 0.0;
   }
+
+  /// After a run ended with an exception: writes the records held back, unevaluated (not after an output
+  /// failure, which would fail again).
+  void flush_after_failure(bool output_failed) {
+    if (output_failed) {
+      m_pending.reset();
+      m_next.reset();
+      return;
+    }
+    for (std::optional<RoundRecord>* r : {&m_pending, &m_next}) {
+      if (!*r) continue;
+      if (m_env.metrics) m_env.metrics->write(**r);
+      if (m_env.records) m_env.records->push_back(**r);
+      m_last = std::move(*r);
+      r->reset();
+    }
+  }
+
+  /// The counters at the last sync seen (the real ones when the run ended with an exception mid-round).
+  const Metrics& seen_metrics() const noexcept { return m_seen; }
+  Index seen_round() const noexcept { return m_seen_round; }
+  /// Why the run diverged with a finite loss; empty when it did not.
+  const std::string& divergence() const noexcept { return m_divergence; }
 
   void on_end(const RunState& s) {
     m_end_metrics = s.metrics;
@@ -252,11 +297,11 @@ class RoundObserver {
   void flush(bool final, ConstVectorRef x) {
     if (!m_pending) return;
     if (final && !m_pending->loss) evaluate(*m_pending, x);
-    if (m_env.metrics) m_env.metrics->write(*m_pending);
-    if (m_env.records) m_env.records->push_back(*m_pending);
-    if (m_env.on_round) m_env.on_round(*m_pending);
+    if (m_env.metrics) m_env.metrics->write(*m_pending);  // on failure the record stays pending, unwritten
     m_last = std::move(m_pending);
     m_pending.reset();
+    if (m_env.records) m_env.records->push_back(*m_last);
+    if (m_env.on_round) m_env.on_round(*m_last);
   }
 
   const RunConfig& m_cfg;
@@ -271,30 +316,90 @@ class RoundObserver {
   Index m_budget = 0;
   double m_interval = 1.0, m_next_eval = 0.0;
   std::optional<double> m_fstar, m_last_loss;
-  std::optional<RoundRecord> m_pending, m_last;
+  std::optional<RoundRecord> m_pending, m_next, m_last;
   Metrics m_end_metrics;
+  Metrics m_seen;
+  Index m_seen_round = -1;
+  double m_divergence_bound = 0.0;
+  std::string m_divergence;
 };
 
-/// Runs one configured variant on objective `train` and returns its summary.
+namespace detail {
+
+/// The message of a run that ended with an exception.
+inline std::string failure_message(const std::exception_ptr& error, Index round, Index step) {
+  const std::string where =
+      round < 0 ? std::string(" before its first round ended")
+                : " after round " + lgm::detail::to_text(round) + " (step " + lgm::detail::to_text(step) + ")";
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::bad_alloc&) {
+    return "failed: out of memory (std::bad_alloc)" + where +
+           "; lower the sizes that grow with the run (batch.b_max, run.workers, problem.N, problem.d)";
+  } catch (const std::exception& e) {
+    return "failed" + where + ": " + e.what();
+  } catch (...) {
+    return "failed" + where + ": unknown exception";
+  }
+}
+
+}  // namespace detail
+
+/// Runs one configured variant on objective `train` and returns its summary. A run that ends with an exception
+/// (an allocation failure, a write failure) is `failed`, with the counters of its last round; under the MPI
+/// engine with several ranks the exception is rethrown (runner.cpp ends every rank).
 template <class Obj>
 VariantSummary run_variant(const Obj& train, const Obj* test, const Problem& problem, const RunConfig& cfg,
                            ConfiguredMethod& method, RunEnv& env) {
   RoundObserver<Obj> observer(cfg, train, test, problem, method, env);
+  RunResult result;
+  std::exception_ptr error;
+  try {
 #if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
-  const RunResult result =
-      env.mpi ? method.run_with(*env.mpi, train, problem.x0, observer) : method.run(train, problem.x0, observer);
+    result = env.mpi ? method.run_with(*env.mpi, train, problem.x0, observer) : method.run(train, problem.x0, observer);
 #else
-  const RunResult result = method.run(train, problem.x0, observer);
+    result = method.run(train, problem.x0, observer);
 #endif
+  } catch (...) {
+#if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
+    if (env.mpi && env.mpi->ranks() > 1) throw;
+#endif
+    error = std::current_exception();
+  }
   VariantSummary s;
   s.name = cfg.name();
-  s.message = result.message;
-  s.status = result.reason == StopReason::diverged   ? RunStatus::diverged
-             : result.reason == StopReason::observer ? RunStatus::interrupted
-                                                     : RunStatus::completed;
-  if (s.status == RunStatus::interrupted)
-    s.message =
-        "interrupted (SIGINT) after round " + lgm::detail::to_text(observer.last() ? observer.last()->round : 0);
+  if (error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const OutputError&) {
+      env.output_failed = true;
+    } catch (...) {
+    }
+    s.status = RunStatus::failed;
+    const Metrics& seen = observer.seen_metrics();
+    s.message = detail::failure_message(error, observer.seen_round(), seen.steps - 1);
+    try {
+      observer.flush_after_failure(env.output_failed);
+    } catch (const OutputError& e) {
+      env.output_failed = true;
+      s.message += "; " + std::string(e.what());
+    }
+    result.metrics = seen;
+  } else {
+    s.message = result.message;
+    s.status = result.reason == StopReason::diverged   ? RunStatus::diverged
+               : result.reason == StopReason::observer ? RunStatus::interrupted
+                                                       : RunStatus::completed;
+    if (!observer.divergence().empty()) {
+      s.status = RunStatus::diverged;
+      s.message = observer.divergence();
+    }
+  }
+  if (s.status == RunStatus::interrupted) {
+    const int signal = env.interrupt_signal ? env.interrupt_signal->load() : 0;
+    s.message = "interrupted (" + (signal > 0 ? signal_name(signal) : std::string("interrupt")) + ") after round " +
+                lgm::detail::to_text(observer.last() ? observer.last()->round : 0);
+  }
   s.steps = result.metrics.steps;
   s.comm_rounds = result.metrics.comm_rounds;
   s.samples = result.metrics.samples;
@@ -313,7 +418,7 @@ VariantSummary run_variant(const Obj& train, const Obj* test, const Problem& pro
     s.batch_min = last->batch_min;
     s.batch_mean = last->batch_mean;
     s.batch_max = last->batch_max;
-    if (s.status != RunStatus::diverged) {
+    if (s.status != RunStatus::diverged && s.status != RunStatus::failed) {
       s.loss = last->loss;
       s.grad_norm_sq = last->grad_norm_sq;
       s.subopt = last->subopt;

@@ -1,16 +1,21 @@
 #include "runner.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <climits>
 #include <cstdint>
 #include <exception>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <memory>
+#include <new>
 #include <optional>
 #include <sstream>
 #include <tuple>
 
 #include "build.hpp"
+#include "memory_plan.hpp"
 #include "progress.hpp"
 #include "run_variant.hpp"
 
@@ -94,7 +99,24 @@ struct PreparedRun {
   bool measured = false;  ///< compute.seconds_per_sample was measured on this machine
 };
 
+/// A configuration's variant, as error messages name it.
+std::string variant_where(const RunConfig& cfg) { return " (variant \"" + cfg.name() + "\")"; }
+
+/// Builds a problem; an allocation failure becomes an error that says what was being loaded.
+std::shared_ptr<const Problem> load_problem(const RunConfig& cfg, const MemoryPlan& plan) {
+  try {
+    return build_problem(cfg);
+  } catch (const std::bad_alloc&) {
+    throw std::runtime_error("out of memory (std::bad_alloc) while loading the problem" + variant_where(cfg) +
+                             "; it was estimated at " + format_bytes(plan.total_bytes()) +
+                             (plan.items.empty() ? std::string(" (the size of a LIBSVM file is known only once read)")
+                                                 : " (" + plan.breakdown() + ")"));
+  }
+}
+
 /// Loads each distinct problem once, resolves measured compute costs, builds and validates every method.
+/// Memory: each problem's data is estimated before it is loaded, and the largest run's driver, sampler and
+/// evaluation once every problem is loaded (the runs follow one another).
 std::vector<PreparedRun> prepare(ExperimentConfig& experiment, std::ostream* log) {
   std::map<std::string, std::shared_ptr<const Problem>> problems;
   std::map<std::string, double> measured;
@@ -103,8 +125,10 @@ std::vector<PreparedRun> prepare(ExperimentConfig& experiment, std::ostream* log
     const std::string key = problem_key(cfg);
     auto& problem = problems[key];
     if (!problem) {
+      const MemoryPlan plan = plan_problem_memory(cfg);
+      require_memory(plan, "loading the problem", variant_where(cfg), available_memory());
       if (log) *log << "lgm-sim: loading " << cfg.text("problem.type") << " on " << cfg.text("problem.data") << "\n";
-      problem = build_problem(cfg);
+      problem = load_problem(cfg, plan);
     }
     const bool measure = cfg.flag("compute.measure");
     if (measure) {
@@ -120,7 +144,54 @@ std::vector<PreparedRun> prepare(ExperimentConfig& experiment, std::ostream* log
     }
     prepared.push_back({problem, std::make_unique<ConfiguredMethod>(build_method(cfg, *problem)), measure});
   }
+  const auto budget = available_memory();
+  for (size_t i = 0; i < prepared.size(); ++i)
+    require_memory(plan_run_memory(experiment.runs[i], *prepared[i].problem), "the run",
+                   variant_where(experiment.runs[i]), budget);
   return prepared;
+}
+
+/// Refuses an output directory that is a file, or that holds anything unless `overwrite`.
+void check_output_directory(const std::filesystem::path& dir, bool overwrite) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto st = fs::status(dir, ec);
+  if (!fs::exists(st)) return;
+  if (!fs::is_directory(st)) throw ConfigError("--out", "\"" + dir.string() + "\"", "a directory (this is a file)");
+  if (overwrite) return;
+  std::vector<std::string> entries;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    entries.push_back(it->path().filename().string());
+  if (ec) throw ConfigError("--out", "\"" + dir.string() + "\"", "a readable directory (" + ec.message() + ")");
+  if (entries.empty()) return;
+  std::sort(entries.begin(), entries.end());
+  std::string shown;
+  for (size_t i = 0; i < entries.size() && i < 5; ++i) shown += (i ? ", " : "") + entries[i];
+  if (entries.size() > 5) shown += ", ...";
+  throw ConfigError("--out", "\"" + dir.string() + "\"",
+                    "a new or empty directory; this one holds " + std::to_string(entries.size()) + " entries (" +
+                        shown +
+                        "). Pass --overwrite to replace the earlier run (lgm-sim's own files there are "
+                        "removed first), or choose another --out");
+}
+
+/// Removes what lgm-sim wrote in `dir` before (own_output_files), deepest first; other files stay.
+void clear_own_outputs(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> files = own_output_files(dir);
+  std::sort(files.begin(), files.end(), [](const fs::path& a, const fs::path& b) {
+    return std::distance(a.begin(), a.end()) > std::distance(b.begin(), b.end());
+  });
+  for (const fs::path& rel : files) {
+    std::error_code ec;
+    const fs::path p = dir / rel;
+    if (fs::is_directory(p, ec)) {
+      if (fs::is_empty(p, ec)) fs::remove(p, ec);  // plots/, plots/data/ only when nothing else is in them
+    } else {
+      fs::remove(p, ec);
+    }
+    if (ec) throw OutputError("--overwrite: cannot remove '" + p.string() + "' of the earlier run: " + ec.message());
+  }
 }
 
 /// MPI engine: every rank uses rank 0's measured compute cost (so ranks charge the same simulated time and
@@ -168,6 +239,68 @@ VariantSummary run_one(const RunConfig& cfg, PreparedRun& run, RunEnv& env) {
 }
 
 }  // namespace
+
+void check_experiment(const ExperimentConfig& experiment) {
+  const std::string& name = experiment.name;
+  const bool control = std::any_of(name.begin(), name.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos || control)
+    throw ConfigError("name", "\"" + (control ? std::string("(with control characters)") : name) + "\"",
+                      "a directory name: not empty, no '/', not \".\" or \"..\", no control characters (the default "
+                      "output directory is runs/<name>, and it must stay inside runs/)");
+  std::map<std::string, size_t> seen;
+  for (size_t i = 0; i < experiment.runs.size(); ++i) {
+    const std::string& run = experiment.runs[i].name();
+    if (auto [it, fresh] = seen.emplace(run, i); !fresh)
+      throw ConfigError("run name", "\"" + run + "\"",
+                        "a name of one run only: runs " + std::to_string(it->second) + " and " + std::to_string(i) +
+                            " have it (a --grid list with a repeated value, e.g. sync.H=2,2, makes such runs; list "
+                            "each value once)");
+  }
+}
+
+std::vector<std::filesystem::path> own_output_files(const std::filesystem::path& out_dir) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> found;
+  std::error_code ec;
+  auto add_if_there = [&](const fs::path& rel) {
+    if (fs::exists(fs::symlink_status(out_dir / rel, ec))) found.push_back(rel);
+  };
+  for (const char* f : {"config.toml", "metrics.jsonl", "summary.json", "summary.md"}) {
+    add_if_there(f);
+    add_if_there(std::string(f) + ".tmp");
+  }
+  auto ends_with = [](const std::string& s, std::string_view tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  auto is_plot_png = [&](const std::string& n) {
+    return n == "batch_size_vs_steps.png" || n == "H_vs_steps.png" || ends_with(n, "_vs_rounds.png") ||
+           ends_with(n, "_vs_samples.png") || ends_with(n, "_vs_sim_time.png");
+  };
+  // data files are NN_<run>.<what>.dat (report.cpp)
+  auto is_plot_data = [&](const std::string& n) {
+    return n.size() > 7 && std::isdigit(static_cast<unsigned char>(n[0])) &&
+           std::isdigit(static_cast<unsigned char>(n[1])) && n[2] == '_' &&
+           (ends_with(n, ".dat") || ends_with(n, ".dat.tmp"));
+  };
+  const fs::path plots = "plots";
+  if (!fs::is_directory(out_dir / plots, ec)) return found;
+  for (fs::directory_iterator it(out_dir / plots, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    if (n == "plots.gp" || n == "plots.gp.tmp" || n == "gnuplot.log" || is_plot_png(n)) found.push_back(plots / n);
+  }
+  if (fs::is_directory(out_dir / plots / "data", ec)) {
+    for (fs::directory_iterator it(out_dir / plots / "data", ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string n = it->path().filename().string();
+      if (is_plot_data(n)) found.push_back(plots / "data" / n);
+    }
+    found.push_back(plots / "data");
+  }
+  found.push_back(plots);
+  return found;
+}
 
 std::string experiment_to_toml(const ExperimentConfig& experiment) {
   std::ostringstream os;
@@ -221,6 +354,7 @@ void run_on_all_ranks(const std::function<void()>& phase) {
 }
 
 void validate_experiment(const ExperimentConfig& experiment) {
+  check_experiment(experiment);
   ExperimentConfig copy = experiment;
   for (RunConfig& cfg : copy.runs) cfg.set("compute.measure", "false");  // validate does not time anything
   (void)prepare(copy, nullptr);
@@ -240,6 +374,8 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
   const bool root = rank == 0;
   std::vector<PreparedRun> prepared;
   run_on_all_ranks([&] {
+    check_experiment(experiment);
+    if (root) check_output_directory(options.out_dir, options.overwrite);
     if (use_mpi) check_mpi_layout(experiment, ranks);
     prepared = prepare(experiment, options.quiet || !root ? nullptr : &log);
   });
@@ -248,10 +384,9 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
   std::optional<MetricsWriter> metrics_file;
   run_on_all_ranks([&] {
     if (!root) return;
-    std::filesystem::create_directories(options.out_dir);
-    std::ofstream f(options.out_dir / "config.toml");
-    f << experiment_to_toml(experiment);
-    if (!f) throw std::runtime_error("cannot write " + (options.out_dir / "config.toml").string());
+    // only now that every run is known to start: the earlier run's files go (not on a bad configuration)
+    if (options.overwrite) clear_own_outputs(options.out_dir);
+    write_file_atomically(options.out_dir / "config.toml", experiment_to_toml(experiment), "configuration");
     metrics_file.emplace(options.out_dir / "metrics.jsonl");
   });
   MetricsWriter* metrics = metrics_file ? &*metrics_file : nullptr;
@@ -263,6 +398,7 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
   summary.problem = prepared.empty() ? "" : prepared.front().problem->description;
   summary.workers = experiment.runs.empty() ? 0 : experiment.runs.front().integer("run.workers");
   std::vector<std::vector<RoundRecord>> records;
+  bool output_failed = false;
 
   const Index count = static_cast<Index>(experiment.runs.size());
   for (Index i = 0; i < count; ++i) {
@@ -273,6 +409,7 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
     const RunConfig& cfg = experiment.runs[static_cast<size_t>(i)];
     records.emplace_back();
     RunEnv env{metrics, &progress, options.interrupt, &records.back(), root ? options.on_round : nullptr};
+    env.interrupt_signal = options.interrupt_signal;
 #if LGM_SIM_MPI
     std::optional<MpiCommunicator> comm;
     if (use_mpi) {
@@ -301,6 +438,15 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
     if (root && (s.status == RunStatus::diverged || s.status == RunStatus::failed))
       progress.message("lgm-sim: run '" + s.name + "' " + to_string(s.status) + ": " + s.message);
     summary.variants.push_back(std::move(s));
+    if (env.output_failed) {
+      // the outputs cannot be written (a full disk): the runs left would lose their metrics too
+      output_failed = true;
+      outcome.output_errors.push_back(summary.variants.back().message);
+      if (i + 1 < count)
+        progress.message("lgm-sim: the outputs cannot be written; the " + std::to_string(count - i - 1) +
+                         " run(s) left are not started");
+      break;
+    }
     if (summary.variants.back().status == RunStatus::interrupted) {
       summary.interrupted = true;
       break;
@@ -308,10 +454,21 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
   }
 
   if (root) {
-    write_summary_json(options.out_dir / "summary.json", summary);
-    write_summary_markdown(options.out_dir / "summary.md", summary);
-    table << "\n" << summary_table_markdown(summary) << "\n";
-    if (options.plots) {
+    // each output on its own: one that cannot be written (a full disk) does not keep the others, or the table
+    // on the terminal, from the user
+    auto attempt = [&](const std::function<void()>& write) {
+      try {
+        write();
+      } catch (const std::exception& e) {
+        output_failed = true;
+        outcome.output_errors.push_back(e.what());
+        progress.message(std::string("lgm-sim: ") + e.what());
+      }
+    };
+    attempt([&] { write_summary_json(options.out_dir / "summary.json", summary); });
+    attempt([&] { write_summary_markdown(options.out_dir / "summary.md", summary); });
+    table << "\n" << summary_table_markdown(summary) << "\n" << std::flush;
+    if (options.plots && !output_failed) {
       outcome.plots = make_plots(options.out_dir, records, options.gnuplot);
       progress.message("lgm-sim: " + outcome.plots.message);
     }
@@ -319,10 +476,12 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
   }
 
   if (summary.interrupted) {
-    outcome.exit_code = kExitInterrupted;
+    const int signal = options.interrupt_signal ? options.interrupt_signal->load() : 0;
+    outcome.exit_code = signal > 0 ? 128 + signal : kExitInterrupted;
   } else {
     for (const VariantSummary& v : summary.variants)
       if (v.status != RunStatus::completed) outcome.exit_code = kExitRunFailed;
+    if (output_failed) outcome.exit_code = kExitRunFailed;
   }
   return outcome;
 }

@@ -1,6 +1,7 @@
 // Tests of the lgm-sim configuration layer: schema, parsing, precedence, every error path, round trips, grids.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -438,4 +439,78 @@ TEST_CASE("config: schema_listing contains every key") {
     CHECK(!spec.doc.empty());
   }
   CHECK(lgm::sim::schema().size() == 79);  // the keys of the design, all of them
+}
+
+TEST_CASE("config: which keys were given (file, variant, override, grid, set) and which defaulted") {
+  auto exp = parse(budget + "[optimizer]\nlr = 0.1\n[[variant]]\nname = \"a\"\nsync.H = 2\n", {"batch.eta=0.5"});
+  RunConfig rc = exp.runs.at(0);
+  CHECK(rc.is_given("run.max_steps"));  // [run] of the file
+  CHECK(rc.is_given("optimizer.lr"));
+  CHECK(rc.is_given("sync.H"));     // the variant
+  CHECK(rc.is_given("batch.eta"));  // an override, even at its default value
+  CHECK_FALSE(rc.is_given("batch.theta"));
+  CHECK_FALSE(rc.is_given("run.seed"));
+  rc.set("run.seed", "3");
+  CHECK(rc.is_given("run.seed"));
+  const auto grid = lgm::sim::expand_grid(exp, {"batch.nu=2"});
+  CHECK(grid.runs.at(0).is_given("batch.nu"));
+  CHECK_THROWS_AS((void)rc.is_given("batch.nope"), std::logic_error);
+  // equality compares values: a run read back from its full to_toml() (every key given) equals the original
+  const auto back = lgm::sim::parse_experiment(exp.runs[0].to_toml(), "rt");
+  CHECK(back.runs.at(0) == exp.runs[0]);
+  CHECK(back.runs.at(0).is_given("batch.theta"));
+}
+
+TEST_CASE("config: no-effect rules name the key and the configuration that makes it inert") {
+  auto run_of = [](const std::vector<std::string>& overrides) { return parse(budget, overrides).runs.at(0); };
+  auto reason = [](const RunConfig& rc, const char* key) -> std::string {
+    const auto none = lgm::sim::no_effect(rc, key);
+    return none ? none->reason : "";
+  };
+  CHECK(reason(run_of({}), "batch.eta") == "batch.eta has no effect with batch.type = \"constant\"");
+  CHECK(reason(run_of({"batch.type=norm", "batch.b=4"}), "batch.eta") == "");
+  CHECK(reason(run_of({"batch.type=norm", "batch.b=4"}), "batch.theta") ==
+        "batch.theta has no effect with batch.type = \"norm\"");
+  CHECK(reason(run_of({}), "optimizer.lr") == "");  // always live
+  CHECK(reason(run_of({}), "sync.alpha") == "sync.alpha has no effect with sync.type = \"constant\"");
+  CHECK(reason(run_of({"sync.type=qsr"}), "sync.alpha") == "");
+  CHECK(reason(run_of({}), "outer.momentum") == "outer.momentum has no effect with outer.type = \"average\"");
+  CHECK(reason(run_of({"outer.type=sgd"}), "outer.momentum") == "");  // outer SGD has momentum too
+  CHECK(reason(run_of({"compute.measure=true"}), "compute.seconds_per_sample") != "");
+  // rules about one value: it runs as another value of the key
+  const std::vector<std::string> norm = {"batch.type=norm", "batch.b=4"};
+  CHECK(reason(run_of(norm), "batch.apply_at") == "");
+  const auto every =
+      lgm::sim::no_effect(run_of({"batch.type=norm", "batch.b=4", "sync.type=every_step"}), "batch.apply_at");
+  REQUIRE(every.has_value());
+  CHECK(every->reason == "batch.apply_at = \"next_round\" runs as \"next_step\" with sync.type = \"every_step\"");
+  CHECK(every->same_as == "next_step");
+  CHECK(reason(run_of({"batch.type=norm", "batch.b=4", "sync.type=every_step", "batch.variance=exact",
+                       "batch.apply_at=this_step"}),
+               "batch.apply_at") == "");
+  CHECK(reason(run_of({"network.preset=custom"}), "network.preset") ==
+        "network.preset = \"custom\" runs as \"10g\" with network.latency_s and network.bandwidth_gbps at the 10g "
+        "link's values");
+  CHECK(reason(run_of({"network.preset=custom", "network.latency_s=1e-3"}), "network.preset") == "");
+  CHECK(reason(run_of({}), "network.preset") == "");  // 10g itself is not noted
+  CHECK_THROWS_AS((void)lgm::sim::no_effect(run_of({}), "batch.nope"), std::logic_error);
+  // every rule names a key of the schema, and rules about one value name a text key and two of its values
+  for (const auto& rule : lgm::sim::no_effect_rules()) {
+    const lgm::sim::KeySpec* spec = lgm::sim::find_key(rule.key);
+    REQUIRE_MESSAGE(spec, rule.key);
+    if (rule.value.empty()) continue;
+    CHECK(spec->type == lgm::sim::KeyType::text);
+    CHECK(std::find(spec->choices.begin(), spec->choices.end(), rule.value) != spec->choices.end());
+    CHECK(std::find(spec->choices.begin(), spec->choices.end(), rule.same_as) != spec->choices.end());
+  }
+}
+
+TEST_CASE("config: key descriptions say what the code does") {
+  auto doc = [](const char* key) { return lgm::sim::find_key(key)->doc; };
+  // SGD, heavy ball and Nesterov add λx to the gradient (lgm/optim/sgd.hpp); AdamW decays x itself
+  CHECK(contains(doc("optimizer.weight_decay"), "coupled L2 for sgd, heavy_ball, nesterov (d = g + λx)"));
+  CHECK(contains(doc("optimizer.weight_decay"), "decoupled for adamw"));
+  // OuterSGD has momentum with or without Nesterov (lgm/optim/outer.hpp)
+  CHECK(contains(doc("outer.momentum"), "(sgd, nesterov)"));
+  CHECK(contains(doc("outer.lr"), "(sgd, nesterov)"));
 }

@@ -1,12 +1,19 @@
 // Reports of lgm-sim: metrics.jsonl schema and round trip, summary.json / summary.md, gnuplot plots, progress.
 #include <doctest/doctest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -16,6 +23,7 @@
 #include "lgm/core/error.hpp"
 #include "progress.hpp"
 #include "report.hpp"
+#include "skip.hpp"
 
 namespace {
 
@@ -247,6 +255,103 @@ TEST_CASE("report: round_record_from_json and read_metrics reject bad input, nam
   CHECK_THROWS_WITH_AS(read_metrics(dir.path / "missing.jsonl"), doctest::Contains("missing.jsonl"), DataError);
   CHECK_THROWS_WITH_AS(MetricsWriter(dir.path / "metrics.jsonl" / "x.jsonl"), doctest::Contains("x.jsonl"),
                        std::runtime_error);
+}
+
+/// Runs `body` in a child process whose files may not grow past `limit_bytes` (RLIMIT_FSIZE: writes past it
+/// fail with EFBIG, as on a full disk, deterministically and without root). The child's exit status is
+/// body's return value (0 = every check held); 99 when the limit cannot be set.
+int in_child_with_file_size_limit(rlim_t limit_bytes, int (*body)(const fs::path&), const fs::path& dir) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::signal(SIGXFSZ, SIG_IGN);  // EFBIG instead of the signal (lgm-sim's main does the same)
+    rlimit lim{limit_bytes, limit_bytes};
+    if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) ::_exit(99);
+    ::_exit(body(dir));
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+}
+
+int metrics_past_the_limit(const fs::path& dir) {
+  MetricsWriter w(dir / "metrics.jsonl");
+  for (Index i = 0; i < 1000; ++i) {
+    try {
+      w.write(sample_record("a run whose lines fill the file", i));
+    } catch (const OutputError& e) {
+      const std::string msg = e.what();
+      // names the file and the OS's reason, says what is kept
+      if (msg.find("metrics.jsonl") == std::string::npos) return 1;
+      if (msg.find(std::strerror(EFBIG)) == std::string::npos) return 2;
+      if (msg.find("Success") != std::string::npos) return 3;
+      if (msg.find(std::to_string(w.lines()) + " complete line") == std::string::npos) return 4;
+      if (w.lines() != i || i == 0) return 5;
+      // the file ends with a whole line: every line parses, and there are exactly w.lines() of them
+      std::ifstream in(dir / "metrics.jsonl", std::ios::binary);
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (text.empty() || text.back() != '\n') return 6;
+      Index lines = 0;
+      std::istringstream all(text);
+      for (std::string line; std::getline(all, line); ++lines)
+        if (!nlohmann::json::accept(line)) return 7;
+      return lines == w.lines() ? 0 : 8;
+    }
+  }
+  return 9;  // the limit was never reached
+}
+
+int summary_past_the_limit(const fs::path& dir) {
+  const fs::path file = dir / "summary.json";
+  {
+    std::ofstream old(file);
+    old << "{\"earlier\": true}\n";
+  }
+  ExperimentSummary e;
+  e.name = "big";
+  for (int i = 0; i < 200; ++i) {
+    VariantSummary v;
+    v.name = "variant " + std::to_string(i);
+    e.variants.push_back(v);
+  }
+  try {
+    write_summary_json(file, e);
+    return 1;  // the limit must stop it
+  } catch (const OutputError& err) {
+    const std::string msg = err.what();
+    if (msg.find("summary.json") == std::string::npos || msg.find(std::strerror(EFBIG)) == std::string::npos) return 2;
+  }
+  std::ifstream in(file);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text != "{\"earlier\": true}\n") return 3;  // the earlier file is untouched, not half replaced
+  std::error_code ec;
+  return fs::exists(dir / "summary.json.tmp", ec) ? 4 : 0;  // and no temporary is left
+}
+
+TEST_CASE("report: a write past the disk's end cuts metrics.jsonl back to whole lines and names the reason") {
+  TempDir dir;
+  const int status = in_child_with_file_size_limit(4000, metrics_past_the_limit, dir.path);
+  if (status == 99) return lgm::test::skip("setrlimit(RLIMIT_FSIZE) is not permitted here");
+  CHECK(status == 0);
+}
+
+TEST_CASE("report: a summary that cannot be written leaves the earlier file, no temporary, and names the reason") {
+  TempDir dir;
+  const int status = in_child_with_file_size_limit(3000, summary_past_the_limit, dir.path);
+  if (status == 99) return lgm::test::skip("setrlimit(RLIMIT_FSIZE) is not permitted here");
+  CHECK(status == 0);
+}
+
+TEST_CASE("report: writing to /dev/full reports 'No space left on device', never 'Success'") {
+  if (!fs::exists("/dev/full")) return lgm::test::skip("no /dev/full on this system");
+  MetricsWriter w("/dev/full");
+  try {
+    w.write(sample_record("a", 0));
+    FAIL("a write to /dev/full must fail");
+  } catch (const OutputError& e) {
+    CHECK(std::string(e.what()).find(std::strerror(ENOSPC)) != std::string::npos);
+    CHECK(std::string(e.what()).find("Success") == std::string::npos);
+    CHECK(std::string(e.what()).find("/dev/full") != std::string::npos);
+  }
 }
 
 TEST_CASE("report: summary.json has the experiment and every variant's fields") {

@@ -1,7 +1,8 @@
-// No heap allocation in the steady-state loop of a run (issue 5; DESIGN §3). The global operator new/delete are
-// replaced by counting versions, and Eigen's own allocator (std::malloc underneath, not operator new) is watched
-// through EIGEN_RUNTIME_NO_MALLOC: while malloc is "forbidden", each Eigen heap allocation is counted instead of
-// asserting. An observer reads both counters at every step; after a warm-up of two rounds they must not move.
+// No heap allocation in the steady-state loop of a run (issue 5; docs/design.md §Backends). The global
+// operator new/delete are replaced by counting versions, and Eigen's own allocator (std::malloc underneath, not
+// operator new) is watched through EIGEN_RUNTIME_NO_MALLOC: while malloc is "forbidden", each Eigen heap
+// allocation is counted instead of asserting. An observer reads both counters at every step; after a warm-up of two
+// rounds they must not move.
 #include <atomic>
 #include <cstddef>
 #include <cstdlib>

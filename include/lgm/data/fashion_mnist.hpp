@@ -45,8 +45,8 @@ namespace detail {
 inline constexpr Index fashion_mnist_side = 28;
 inline constexpr Index fashion_mnist_classes = 10;
 
-/// One split (images + labels): checks the headers against each other before reading only the first `limit`
-/// samples (0: all), so a small limit does not inflate the whole file.
+/// One split (images + labels): checks the headers against each other, then keeps the first `limit` samples
+/// (0: all) of files that are checked whole (not truncated, nothing after the data).
 inline ClassificationData load_fashion_mnist_split(const std::filesystem::path& images_file,
                                                    const std::filesystem::path& labels_file, Index limit,
                                                    std::string_view limit_name, bool bias) {
@@ -72,12 +72,9 @@ inline ClassificationData load_fashion_mnist_split(const std::filesystem::path& 
                       "0 (all) or an integer in [1, " + to_text(n) + "], the samples in " + images.name());
   const Index count = limit == 0 ? n : limit;
 
+  // Each read checks its whole file (a limit keeps only the first samples, but a truncated file is still refused).
   const IdxArray pixels = images.read_items(count);
   const IdxArray classes = labels.read_items(count);
-  if (limit == 0) {  // the whole files: nothing may follow the data
-    images.check_end();
-    labels.check_end();
-  }
 
   const Index d = fashion_mnist_side * fashion_mnist_side;
   ClassificationData out{Matrix(d + (bias ? 1 : 0), count), std::vector<Index>(static_cast<std::size_t>(count)),
@@ -99,8 +96,9 @@ inline ClassificationData load_fashion_mnist_split(const std::filesystem::path& 
 
 /// Loads Fashion-MNIST from `opt.dir` (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,
 /// t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz): features 784 (785 with bias) × N, pixel/255;
-/// labels 0 … 9; classes = 10. Throws DataError naming the file for a missing or corrupt file, images that are not
-/// 28 × 28, image and label counts that differ, or a label > 9; ConfigError for a limit < 0 or above the count.
+/// labels 0 … 9; classes = 10. Throws DataError naming the file for a missing, truncated or corrupt file (checked
+/// whole even with a limit), images that are not 28 × 28, image and label counts that differ, or a label > 9;
+/// ConfigError for a limit < 0 or above the count.
 inline TrainTestData load_fashion_mnist(const FashionMnistOptions& opt = {}) {
   try {
     return TrainTestData{

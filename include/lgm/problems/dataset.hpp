@@ -1,5 +1,5 @@
 // Data containers, input checks, spectral helpers and seeded synthetic-data generators shared by the test
-// problems of lgm/problems/ (DESIGN §2, Objective row). Every data matrix is d × N column-major with one
+// problems of lgm/problems/ (docs/problems.md). Every data matrix is d × N column-major with one
 // sample per column, so that a sample's features are contiguous.
 #pragma once
 
@@ -217,9 +217,10 @@ inline Vector log_spaced(Index n, double lo, double hi) {
 }
 
 /// The per-sample terms of Σ‖∇f_i‖² that an objective's gradient() computes on the way, with the objective, point
-/// and batch they belong to. The norm test needs only that sum right after the gradient (reference §3.2); keeping
-/// the terms spares a second pass over the batch's features (the step's dominant memory traffic). Valid only for
-/// the same objective, x and batch, compared exactly; any other call recomputes.
+/// and batch they belong to. The norm test needs only that sum right after the gradient
+/// (docs/batch_rules.md §Cheap forms); keeping the terms spares a second pass over the batch's features (the
+/// step's dominant memory traffic). Valid only for the same objective, x and batch, compared exactly; any other
+/// call recomputes.
 struct SqNormCache {
   const void* owner = nullptr;
   Vector x;
