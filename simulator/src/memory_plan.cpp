@@ -207,11 +207,15 @@ MemoryPlan plan_problem_memory(const RunConfig& cfg) {
     const LibsvmExtent test =
         cfg.text("problem.test_path").empty() ? LibsvmExtent{} : scan_libsvm_extent(cfg.text("problem.test_path"));
     const double dim = std::max(train.max_index, test.max_index) + bias;
+    std::vector<std::string> keys{"problem.path"}, values{cfg.text("problem.path")};
+    if (!cfg.text("problem.test_path").empty()) {
+      keys.push_back("problem.test_path");
+      values.push_back(cfg.text("problem.test_path"));
+    }
     plan.items.push_back(item(
         "dense LIBSVM features (largest feature index " + lgm::detail::to_text(static_cast<Index>(dim - bias)) + " × " +
             lgm::detail::to_text(static_cast<Index>(train.samples + test.samples)) + " samples, 8 bytes each)",
-        {"problem.path", "problem.test_path"}, {cfg.text("problem.path"), cfg.text("problem.test_path")},
-        kDouble * dim * (train.samples + test.samples) + 3 * kIndex * train.samples));
+        keys, values, kDouble * dim * (train.samples + test.samples) + 3 * kIndex * train.samples));
     return plan;
   }
 

@@ -436,7 +436,9 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
     }
     progress.end_run(s);
     if (root && (s.status == RunStatus::diverged || s.status == RunStatus::failed))
-      progress.message("lgm-sim: run '" + s.name + "' " + to_string(s.status) + ": " + s.message);
+      progress.message(
+          "lgm-sim: run '" + s.name + "' " +
+          (s.message.rfind(to_string(s.status), 0) == 0 ? s.message : to_string(s.status) + (": " + s.message)));
     summary.variants.push_back(std::move(s));
     if (env.output_failed) {
       // the outputs cannot be written (a full disk): the runs left would lose their metrics too
