@@ -139,18 +139,23 @@ std::shared_ptr<const Problem> build_problem(const RunConfig& cfg) {
       cls_train = static_cast<ClassificationData>(std::move(tr));
     }
     source = "LIBSVM file " + std::filesystem::path(path).filename().string();
-    const Index limit = cfg.integer("problem.train_limit");
-    auto trim = [&](auto& set) {
-      if (limit > 0 && limit < set.features.cols()) {
-        set.features.conservativeResize(Eigen::NoChange, limit);
-        if constexpr (requires { set.labels.conservativeResize(limit); })
-          set.labels.conservativeResize(limit);
-        else
-          set.labels.resize(static_cast<size_t>(limit));
-      }
+    // problem.train_limit and problem.test_limit keep the first samples, as for Fashion-MNIST.
+    const auto trim = [&](auto& set, std::string_view key, const std::string& file) {
+      const Index limit = cfg.integer(key), count = set.features.cols();
+      if (limit > count)
+        reject(std::string(key), lgm::detail::to_text(limit),
+               "0 (all) or an integer in [1, " + lgm::detail::to_text(count) + "], the samples in " + file);
+      if (limit == 0 || limit == count) return;
+      set.features.conservativeResize(Eigen::NoChange, limit);
+      if constexpr (requires { set.labels.conservativeResize(limit); })
+        set.labels.conservativeResize(limit);
+      else
+        set.labels.resize(static_cast<size_t>(limit));
     };
-    if (bin_train) trim(*bin_train);
-    if (cls_train) trim(*cls_train);
+    if (bin_train) trim(*bin_train, "problem.train_limit", path);
+    if (cls_train) trim(*cls_train, "problem.train_limit", path);
+    if (bin_test) trim(*bin_test, "problem.test_limit", test_path);
+    if (cls_test) trim(*cls_test, "problem.test_limit", test_path);
   }
 
   const auto sample_count = [](const auto& set) { return static_cast<Index>(set.features.cols()); };

@@ -92,7 +92,7 @@ TEST_CASE("build: a LIBSVM test file is scored with the training file's classes 
     for (lgm::Index c = 0; c < model.classes(); ++c) x[c * model.num_features() + c] = 1.0;
     return x;
   };
-  for (const std::vector<int>& test_labels : {std::vector<int>{3, 3}, std::vector<int>{2, 3, 3}}) {
+  for (const std::vector<int>& test_labels : {std::vector<int>{2, 3, 3}, std::vector<int>{3, 3}}) {
     CAPTURE(test_labels.size());
     const std::string test = (dir.path / "test.svm").string();
     write_text(test, one_hot_lines(test_labels));
@@ -106,8 +106,11 @@ TEST_CASE("build: a LIBSVM test file is scored with the training file's classes 
     CHECK(model.accuracy(perfect(model), model.features(), model.labels()) == 1.0);
     CHECK(held_out.accuracy(perfect(model), held_out.features(), held_out.labels()) == 1.0);
   }
+}
 
-  // Binary: training labels {1, 2} (1 → −1); a test file holding only class 1 keeps 1 → −1.
+TEST_CASE("build: a binary LIBSVM test file of one class keeps the training mapping (issue 12 item 4)") {
+  TempDir dir;
+  // Training labels {1, 2} (1 → −1); a test file holding only class 1 keeps 1 → −1.
   const std::string btrain = (dir.path / "btrain.svm").string(), btest = (dir.path / "btest.svm").string();
   write_text(btrain, "1 1:-1\n2 1:1\n1 1:-2\n2 1:3\n");
   write_text(btest, "1 1:-1\n1 1:-4\n");
@@ -123,7 +126,7 @@ TEST_CASE("build: a LIBSVM test label outside the training labels names both fil
   TempDir dir;
   const std::string train = (dir.path / "train.svm").string(), test = (dir.path / "test.svm").string();
   write_text(train, one_hot_lines({1, 2, 3}));
-  write_text(test, one_hot_lines({3, 1, 5}));
+  write_text(test, "3 3:1\n1 1:1\n5 2:1\n");
   std::string m = data_error_of(run_config(
       {"problem.type=softmax", "problem.data=libsvm", "problem.path=" + train, "problem.test_path=" + test}));
   CHECK_CONTAINS(m, test + ":3: label 5 is not one of the 3 labels of the training file " + train + " (1, 2, 3)");
@@ -181,4 +184,30 @@ TEST_CASE("build: a LIBSVM feature index of 2^63-1 with a bias is an error, not 
   CHECK_CONTAINS(m, file +
                         ":1: index 9223372036854775807 in \"9223372036854775807:1\" is too large (accepted: "
                         "indices in [1, 2147483647])");
+}
+
+TEST_CASE("build: problem.train_limit and problem.test_limit keep the first LIBSVM samples") {
+  TempDir dir;
+  const std::string train = (dir.path / "train.svm").string(), test = (dir.path / "test.svm").string();
+  write_text(train, one_hot_lines({1, 2, 3, 1, 2, 3}));
+  write_text(test, one_hot_lines({3, 2, 1, 3}));
+  const std::vector<std::string> files = {"problem.type=softmax", "problem.data=libsvm", "problem.path=" + train,
+                                          "problem.test_path=" + test};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), files.begin(), files.end());
+    return run_config(more);
+  };
+  const auto problem = build_problem(with({"problem.train_limit=4", "problem.test_limit=2"}));
+  const auto& model = std::get<lgm::Softmax>(problem->train);
+  const auto& held_out = std::get<lgm::Softmax>(*problem->test);
+  CHECK(model.num_samples() == 4);
+  CHECK(held_out.labels() == std::vector<lgm::Index>{2, 1});
+  CHECK(held_out.features().cols() == 2);
+  CHECK(std::get<lgm::Softmax>(*build_problem(with({"problem.test_limit=4"}))->test).features().cols() == 4);
+  CHECK_THROWS_WITH_AS(
+      (void)build_problem(with({"problem.test_limit=5"})),
+      ("invalid problem.test_limit = 5 (accepted: 0 (all) or an integer in [1, 4], the samples in " + test + ")")
+          .c_str(),
+      lgm::ConfigError);
+  CHECK_THROWS_AS((void)build_problem(with({"problem.train_limit=7"})), lgm::ConfigError);
 }
