@@ -15,26 +15,14 @@
 #include "build.hpp"
 #include "config.hpp"
 #include "runner.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace lgm::sim;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("lgm_sim_data_" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
+using lgm::sim::test::TempDir;
 
 void write_text(const fs::path& file, const std::string& text) {
   std::ofstream out(file, std::ios::binary);

@@ -23,26 +23,14 @@
 #include "config.hpp"
 #include "report.hpp"
 #include "runner.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace lgm::sim;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("lgm_sim_live_" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
+using lgm::sim::test::TempDir;
 
 // ---------------------------------------------------------------------------------------------------------
 // Tiny data files: two LIBSVM training and test files, two Fashion-MNIST directories (real IDX, few images).

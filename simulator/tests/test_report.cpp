@@ -24,6 +24,7 @@
 #include "progress.hpp"
 #include "report.hpp"
 #include "skip.hpp"
+#include "temp_dir.hpp"
 
 namespace {
 
@@ -31,20 +32,7 @@ using namespace lgm;
 using namespace lgm::sim;
 namespace fs = std::filesystem;
 
-/// A unique directory under the system temp directory, removed at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    path = fs::temp_directory_path() / ("lgm_test_report_" + std::to_string(stamp) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using lgm::sim::test::TempDir;
 
 std::vector<std::string> read_lines(const fs::path& file) {
   std::ifstream in(file);

@@ -23,24 +23,14 @@
 #include "memory_plan.hpp"
 #include "report.hpp"
 #include "runner.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace lgm::sim;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("lgm_sim_robust_" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using lgm::sim::test::TempDir;
 
 /// Sets an environment variable for the scope (the tests of this binary run one after another).
 struct ScopedEnv {

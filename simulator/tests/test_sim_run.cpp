@@ -14,24 +14,14 @@
 #include "config.hpp"
 #include "report.hpp"
 #include "runner.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace lgm::sim;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("lgm_sim_run_" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using lgm::sim::test::TempDir;
 
 const char* kSmall = R"(
 name = "small"
