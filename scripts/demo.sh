@@ -9,4 +9,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/release -j "$(nproc)" --target lgm-sim
-./build/release/simulator/lgm-sim "$@"
+# --overwrite: the demo is rerun into the same runs/demo; only the files lgm-sim wrote there are replaced
+./build/release/simulator/lgm-sim --overwrite "$@"
