@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <initializer_list>
@@ -475,8 +476,29 @@ ConfigValue convert(const KeySpec& s, const toml::node& n, std::string_view err_
   return v;
 }
 
+/// True when `text` is well-formed UTF-8 (what TOML can hold, so that the written config.toml reads back).
+bool is_utf8(std::string_view text) {
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > text.size()) return false;
+    std::uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+    for (std::size_t k = 1; k < n; ++k) {
+      const auto cc = static_cast<unsigned char>(text[i + k]);
+      if ((cc >> 6) != 0x2) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8
+    static constexpr std::uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[n] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
+    i += n;
+  }
+  return true;
+}
+
 /// Converts the text of a command-line value: TOML syntax, or a bare string ("adamw" == "\"adamw\"").
 ConfigValue convert_text(const KeySpec& s, std::string_view raw, std::string_view err_name) {
+  if (!is_utf8(raw)) throw ConfigError(err_name, "text that is not valid UTF-8", "UTF-8 text");
   std::optional<toml::table> doc;
   try {
     doc = toml::parse("v = " + std::string(raw) + "\n", std::string_view("override"));

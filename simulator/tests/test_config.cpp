@@ -514,3 +514,13 @@ TEST_CASE("config: key descriptions say what the code does") {
   CHECK(contains(doc("outer.momentum"), "(sgd, nesterov)"));
   CHECK(contains(doc("outer.lr"), "(sgd, nesterov)"));
 }
+
+TEST_CASE("config: a command-line value that is not UTF-8 is rejected, naming the key (TOML cannot hold it)") {
+  const std::string base = "name = \"o\"\n[run]\nmax_steps = 20\n";
+  CHECK(parse_error(base, {"problem.path=s\xff"
+                           "ome/file"}) ==
+        "invalid problem.path = text that is not valid UTF-8 (accepted: UTF-8 text)");
+  CHECK(contains(parse_error(base, {"problem.path=\xc0\xaf"}), "not valid UTF-8"));      // overlong '/'
+  CHECK(contains(parse_error(base, {"problem.path=\xed\xa0\x80"}), "not valid UTF-8"));  // a UTF-16 surrogate
+  CHECK(parse(base, {"problem.path=caf\xc3\xa9/data"}).runs.size() == 1);                // well-formed: accepted
+}
