@@ -15,7 +15,7 @@
 #include "build.hpp"
 #include "config.hpp"
 #include "runner.hpp"
-#include "temp_dir.hpp"
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 using namespace lgm::sim;

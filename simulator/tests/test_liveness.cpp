@@ -23,7 +23,7 @@
 #include "config.hpp"
 #include "report.hpp"
 #include "runner.hpp"
-#include "temp_dir.hpp"
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 using namespace lgm::sim;

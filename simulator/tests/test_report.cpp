@@ -24,7 +24,7 @@
 #include "progress.hpp"
 #include "report.hpp"
 #include "skip.hpp"
-#include "temp_dir.hpp"
+#include "support.hpp"
 
 namespace {
 

@@ -23,7 +23,7 @@
 #include "memory_plan.hpp"
 #include "report.hpp"
 #include "runner.hpp"
-#include "temp_dir.hpp"
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 using namespace lgm::sim;
@@ -48,16 +48,7 @@ struct ScopedEnv {
   }
 };
 
-RunnerOptions quiet_options(const fs::path& out) {
-  static std::ostringstream sink;
-  RunnerOptions o;
-  o.out_dir = out;
-  o.quiet = true;
-  o.plots = false;
-  o.log = &sink;
-  o.table = &sink;
-  return o;
-}
+using lgm::sim::test::quiet_options;
 
 const char* kTwoRuns = R"(
 name = "robust"

@@ -14,7 +14,7 @@
 #include "config.hpp"
 #include "report.hpp"
 #include "runner.hpp"
-#include "temp_dir.hpp"
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 using namespace lgm::sim;
@@ -62,16 +62,7 @@ sync.group_size = 2
 sync.global_every = 3
 )";
 
-RunnerOptions quiet_options(const fs::path& out) {
-  static std::ostringstream sink;
-  RunnerOptions o;
-  o.out_dir = out;
-  o.quiet = true;
-  o.plots = false;
-  o.log = &sink;
-  o.table = &sink;
-  return o;
-}
+using lgm::sim::test::quiet_options;
 
 std::vector<std::string> lines_of(const fs::path& file) {
   std::ifstream in(file);
@@ -255,7 +246,8 @@ TEST_CASE("sim: the built-in demo configuration parses and names the variants th
   CHECK(shb >= 3);
 }
 
-TEST_CASE("sim: batch.apply_at = this_step runs the exact test before the draw, and only with exact variance") {
+TEST_CASE(
+    "sim: batch.apply_at = this_step is accepted only with exact variance (its effect: test_liveness, test_policies)") {
   const std::string base =
       "[run]\nworkers = 2\nmax_samples = 5000\n[problem]\ntype = \"least_squares\"\nN = 300\nd = 4\n"
       "[batch]\ntype = \"norm\"\nb = 2\napply_at = \"this_step\"\n";

@@ -73,13 +73,6 @@ template <class Obs, class State>
 concept HasOnEnd = requires(Obs& o, const State& s) {
   o.on_end(s);
 };
-template <class State>
-struct ObserverHooks {
-  static constexpr std::array<std::string_view, 4> names = {"on_step", "on_sync", "on_batch_change", "on_end"};
-  template <class Obs>
-  static constexpr std::array<bool, 4> present = {HasOnStep<Obs, State>, HasOnSync<Obs, State>,
-                                                  HasOnBatchChange<Obs, State>, HasOnEnd<Obs, State>};
-};
 
 // ---------------------------------------------------------------- the check for wrappers
 namespace detail {

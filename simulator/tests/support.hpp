@@ -1,10 +1,14 @@
-// The simulator tests' scratch directory: unique under the system temp directory, removed at scope exit.
+// What the simulator tests share: a scratch directory (unique under the system temp directory, removed at scope
+// exit) and runner options that keep a run quiet.
 #pragma once
 
 #include <filesystem>
 #include <random>
+#include <sstream>
 #include <string>
 #include <system_error>
+
+#include "runner.hpp"
 
 namespace lgm::sim::test {
 
@@ -22,5 +26,17 @@ struct TempDir {
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
 };
+
+/// Options of a run that writes to `out` and prints nothing (no progress, no table, no plots).
+inline RunnerOptions quiet_options(const std::filesystem::path& out) {
+  static std::ostringstream sink;
+  RunnerOptions o;
+  o.out_dir = out;
+  o.quiet = true;
+  o.plots = false;
+  o.log = &sink;
+  o.table = &sink;
+  return o;
+}
 
 }  // namespace lgm::sim::test
