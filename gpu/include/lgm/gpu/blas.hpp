@@ -1,12 +1,15 @@
 // A small BLAS shim for the GPU backend (docs/gpu.md "Objectives"): the strided-batched GEMM that evaluates the
 // linear models of all M worker replicas in one call (batch = worker). Column-major with cuBLAS's conventions.
-// The CUDA build calls cuBLAS on the run's stream; the OpenMP build runs a plain Thrust reference implementation
-// (one output entry per element, an inner loop over k), which is what CI tests.
+// The CUDA build calls cuBLAS on the run's stream. The OpenMP build calls Eigen's blocked GEMM on fixed tiles of
+// the output spread over OpenMP threads, so that the CPU build is a usable backend; the tiles depend on the shape
+// only, so the result is bitwise the same for any thread count. `reference_gemm_strided_batched` (one output entry
+// per element, an inner loop over k) is the definition both are tested against.
 #pragma once
 
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 
+#include <algorithm>
 #include <concepts>
 #include <cstdint>
 #include <limits>
@@ -19,6 +22,13 @@
 
 #if LGM_GPU_CUDA
 #include <cublas_v2.h>
+#else
+#include <Eigen/Core>
+
+#include "lgm/core/parallel.hpp"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #endif
 
 namespace lgm::gpu {
@@ -65,6 +75,77 @@ struct GemmEntry {
     out = beta == T(0) ? alpha * sum : alpha * sum + beta * out;
   }
 };
+
+/// The definition of the strided-batched GEMM, run by Thrust (one thread an output entry): the reference that the
+/// cuBLAS and Eigen paths are tested against.
+template <class T>
+void reference_gemm_strided_batched(StreamHandle stream, const GemmEntry<T>& entry, Index batch) {
+  thrust::for_each(policy(stream), thrust::counting_iterator<Index>(0),
+                   thrust::counting_iterator<Index>(batch * entry.m * entry.n), entry);
+}
+
+#if !LGM_GPU_CUDA
+/// Rows (or columns) of C in one tile of the host GEMM: small enough to spread a large product over threads,
+/// large enough that Eigen's blocking stays efficient. A constant, so tiles depend on the shape only.
+inline constexpr Index kGemmTile = 256;
+
+/// One tile of C_b: rows [r0, r0 + rm) and columns [c0, c0 + cn), by Eigen's blocked product (called inside an
+/// OpenMP region, where Eigen runs single-threaded).
+template <class T>
+void eigen_gemm_tile(const GemmEntry<T>& g, Index batch, Index r0, Index rm, Index c0, Index cn) {
+  using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+  using ConstMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
+  using MutMap = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
+  const T* a = g.a + batch * g.stride_a;
+  const T* b = g.b + batch * g.stride_b;
+  MutMap c(g.c + batch * g.stride_c + r0 + c0 * g.ldc, rm, cn, Eigen::OuterStride<>(g.ldc));
+  // op(A) rows [r0, r0 + rm): columns of A when A is transposed; op(B) columns [c0, c0 + cn) likewise
+  const Index ar = g.ta == Op::none ? rm : g.k, ac = g.ta == Op::none ? g.k : rm;
+  const T* a0 = g.ta == Op::none ? a + r0 : a + r0 * g.lda;
+  const Index br = g.tb == Op::none ? g.k : cn, bc = g.tb == Op::none ? cn : g.k;
+  const T* b0 = g.tb == Op::none ? b + c0 * g.ldb : b + c0;
+  const ConstMap A(a0, ar, ac, Eigen::OuterStride<>(g.lda));
+  const ConstMap B(b0, br, bc, Eigen::OuterStride<>(g.ldb));
+  if (g.beta == T(0))
+    c.setZero();  // β = 0 never reads C (cuBLAS semantics: it may hold NaN)
+  else if (g.beta != T(1))
+    c *= g.beta;
+  if (g.k == 0) return;
+  if (g.ta == Op::none && g.tb == Op::none)
+    c.noalias() += g.alpha * A * B;
+  else if (g.ta == Op::none)
+    c.noalias() += g.alpha * A * B.transpose();
+  else if (g.tb == Op::none)
+    c.noalias() += g.alpha * A.transpose() * B;
+  else
+    c.noalias() += g.alpha * A.transpose() * B.transpose();
+}
+
+/// The threads of Thrust's OpenMP system (OMP_NUM_THREADS or the machine's cores).
+inline int omp_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+/// Every tile of every batch member, over OpenMP threads (static schedule; each tile is written by one thread).
+template <class T>
+void eigen_gemm_strided_batched(const GemmEntry<T>& g, Index batch) {
+  const bool split_rows = g.m >= g.n;  // tile the longer side of C
+  const Index len = split_rows ? g.m : g.n;
+  const Index tiles = (len + kGemmTile - 1) / kGemmTile;
+  lgm::detail::parallel_for(omp_threads(), batch * tiles, [&](Index t) {
+    const Index q = t / tiles, first = (t % tiles) * kGemmTile;
+    const Index count = std::min(kGemmTile, len - first);
+    if (split_rows)
+      eigen_gemm_tile(g, q, first, count, 0, g.n);
+    else
+      eigen_gemm_tile(g, q, 0, g.m, first, count);
+  });
+}
+#endif
 
 #if LGM_GPU_CUDA
 inline void check_cublas(cublasStatus_t s, const char* what) {
@@ -142,8 +223,7 @@ class Blas {
 #else
     const detail::GemmEntry<T> entry{trans_a,  trans_b, m,   n,        k,    alpha, a,   lda,
                                      stride_a, b,       ldb, stride_b, beta, c,     ldc, stride_c};
-    thrust::for_each(policy(m_stream), thrust::counting_iterator<Index>(0),
-                     thrust::counting_iterator<Index>(batch * m * n), entry);
+    detail::eigen_gemm_strided_batched(entry, batch);
 #endif
   }
 

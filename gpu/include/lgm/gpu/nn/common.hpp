@@ -1,0 +1,59 @@
+// What every layer of the network library shares (docs/nn.md §Layout): where it runs, the shape of an
+// activation tensor of all M replicas, and the parameters of all replicas. Activations are row-major
+// [replica][channel][sample][row][col] ("CNHW" per replica): the replica is the outermost batch dimension of every
+// kernel and GEMM, a channel's values of one replica are contiguous (batch-norm statistics and biases reduce over
+// one block), and a convolution of one replica is one GEMM over all its samples.
+#pragma once
+
+#include <thrust/for_each.h>
+#include <thrust/iterator/counting_iterator.h>
+
+#include "lgm/core/types.hpp"
+#include "lgm/gpu/backend.hpp"
+#include "lgm/gpu/blas.hpp"
+
+namespace lgm::gpu::nn {
+
+/// Where a layer runs: the Thrust policy of a stream and the BLAS handle bound to the same stream.
+struct Exec {
+  StreamHandle stream = nullptr;
+  const Blas* blas = nullptr;
+};
+
+/// An activation tensor of all replicas, [replicas][channels][batch][height][width].
+struct ActShape {
+  Index replicas = 1;
+  Index channels = 1;
+  Index batch = 1;  ///< samples of one replica
+  Index height = 1;
+  Index width = 1;
+
+  Index plane() const noexcept { return height * width; }
+  /// Values of one channel of one replica (the batch-norm reduction length).
+  Index per_channel() const noexcept { return batch * height * width; }
+  Index per_replica() const noexcept { return channels * batch * height * width; }
+  Index size() const noexcept { return replicas * per_replica(); }
+  bool operator==(const ActShape&) const = default;
+};
+
+/// The parameters (or gradients) of every replica: replica m's value i at data[m·stride + i] (column m of the
+/// d × M buffer: stride = d).
+template <class T>
+struct Params {
+  T* data = nullptr;
+  Index stride = 0;
+  operator Params<const T>() const noexcept { return {data, stride}; }  // NOLINT: T* → const T*, as for pointers
+};
+
+namespace detail {
+
+/// f(i) for i = 0 … n−1 on the stream's system (one thread an index; deterministic when f writes index i only).
+template <class F>
+void for_each_index(const Exec& exec, Index n, const F& f) {
+  if (n <= 0) return;
+  thrust::for_each(policy(exec.stream), thrust::counting_iterator<Index>(0), thrust::counting_iterator<Index>(n), f);
+}
+
+}  // namespace detail
+
+}  // namespace lgm::gpu::nn
