@@ -8,6 +8,8 @@
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 
+#include <type_traits>
+
 #include "lgm/core/types.hpp"
 #include "lgm/gpu/backend.hpp"
 #include "lgm/gpu/blas.hpp"
@@ -42,7 +44,13 @@ template <class T>
 struct Params {
   T* data = nullptr;
   Index stride = 0;
-  operator Params<const T>() const noexcept { return {data, stride}; }  // NOLINT: T* → const T*, as for pointers
+
+  Params() = default;
+  Params(T* d, Index s) : data(d), stride(s) {}
+  /// Params<T> → Params<const T>, as for pointers.
+  template <class U>
+  requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>) Params(const Params<U>& o)
+      : data(o.data), stride(o.stride) {}  // NOLINT(google-explicit-constructor)
 };
 
 namespace detail {
