@@ -22,11 +22,21 @@
 
 #if defined(__CUDACC__)
 #define LGM_HD __host__ __device__
+#include <cuda/std/cmath>  // libcu++ (CCCL, shipped with nvcc): math callable from device code
 #else
 #define LGM_HD
+#include <cmath>  // the host compiler: Thrust 1.17 from Debian (libthrust-dev) ships no libcu++
 #endif
 
 namespace lgm::gpu {
+
+/// The math functions of LGM_HD functors (`math::sqrt`, `math::isfinite`, ...): `cuda::std` under nvcc, `std` on
+/// the host compiler, so the OpenMP build needs no libcu++ and compiles with either CCCL or Debian's Thrust.
+#if defined(__CUDACC__)
+namespace math = ::cuda::std;
+#else
+namespace math = ::std;
+#endif
 
 /// A failed CUDA, cuBLAS or NCCL call: names the call and the library's own message.
 class DeviceError : public std::runtime_error {

@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cmath>
 #include <concepts>
-#include <cuda/std/cmath>
 #include <span>
 #include <type_traits>
 
@@ -158,7 +157,7 @@ void column_sums(Term term, Index len, Index cols, std::span<double> out, Stream
 template <class T>
 struct NonFiniteTerm {
   const T* a;
-  LGM_HD double operator()(Index k) const { return cuda::std::isfinite(a[k]) ? 0.0 : 1.0; }
+  LGM_HD double operator()(Index k) const { return math::isfinite(a[k]) ? 0.0 : 1.0; }
 };
 
 // ---------------------------------------------------------------- optimizer steps
@@ -224,8 +223,9 @@ struct AdamWFn {
     s1[k] = m1;
     s2[k] = m2;
     T xk = x[k];
-    if (decay) xk = xk * decay_factor;  // decoupled decay of the pre-step x
-    x[k] = xk - step_size * (m1 / (cuda::std::sqrt(m2) / bias_correction2_sqrt + eps));  // addcdiv order
+    // decoupled decay of the pre-step x
+    if (decay) xk = xk * decay_factor;
+    x[k] = xk - step_size * (m1 / (math::sqrt(m2) / bias_correction2_sqrt + eps));  // addcdiv order
   }
 };
 
