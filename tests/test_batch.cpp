@@ -344,6 +344,21 @@ TEST_CASE("micro-batch-means statistics") {
       naive_orth += static_cast<double>(n) * (mu - mu.dot(g) / g.squaredNorm() * g).squaredNorm();
     }
     const BatchStatistics st = micro_batch_means_statistics(parts, g.squaredNorm());
+    // the device's form from ‖μ_j‖², ⟨μ_j, g⟩ (docs/nn.md §Batch-size tests on networks)
+    MicroBatchDeviations scalars;
+    at = 0;
+    for (Index n : sizes) {
+      const Vector mu =
+          mean_of(std::vector<Vector>(gi.begin() + static_cast<long>(at), gi.begin() + static_cast<long>(at + n)));
+      at += static_cast<size_t>(n);
+      scalars.add_moments(n, mu.squaredNorm(), mu.dot(g), g.squaredNorm());
+    }
+    const BatchStatistics sc = micro_batch_means_statistics(scalars, g.squaredNorm());
+    CHECK(scalars.parts == 3);
+    CHECK(scalars.count == 9);
+    CHECK(rel_close(sc.variance, st.variance));
+    CHECK(rel_close(sc.ip_variance, st.ip_variance));
+    CHECK(rel_close(sc.orth_variance, st.orth_variance));
     CHECK(parts.parts == 3);
     CHECK(parts.count == 9);
     CHECK(rel_close(st.variance, naive_var / 2.0));

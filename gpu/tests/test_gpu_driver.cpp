@@ -126,6 +126,19 @@ TEST_CASE_TEMPLATE("gpu driver: the local norm and inner-product tests size the 
       InnerProductTestRule({.b0 = 4, .b_max = 256}, InnerProductTest{0.5}), 0.5);
 }
 
+TEST_CASE_TEMPLATE("gpu driver: the micro-batch and cross-worker estimators size the batches as on the host", T, double,
+                   float) {
+  const auto obj = Logistic::synthetic({.N = 2000, .d = 12, .lambda = 1e-2, .compute_optimum = false, .seed = 6});
+  check_parity<T, Logistic, gpu::DeviceLogistic<T>>(
+      obj, {.workers = 4, .max_samples = 20000}, SGD{}, ConstantSync{4},
+      InnerProductTestRule({.b_min = 4, .b_max = 256, .estimator = Estimator::micro_batch_means, .micro_batches = 3},
+                           InnerProductTest{0.5}),
+      0.5);
+  check_parity<T, Logistic, gpu::DeviceLogistic<T>>(
+      obj, {.workers = 4, .max_samples = 20000}, SGD{}, ConstantSync{4},
+      NormTestRule({.b_min = 4, .b_max = 256, .estimator = Estimator::cross_worker}, NormTest{0.5}), 0.5);
+}
+
 TEST_CASE("gpu driver: a test mode that needs host storage is rejected before the first step, naming it") {
   const auto obj = Logistic::synthetic({.N = 200, .d = 6, .lambda = 1e-2, .compute_optimum = false, .seed = 4});
   gpu::DeviceStorage<float> storage;

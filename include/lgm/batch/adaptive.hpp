@@ -12,6 +12,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "lgm/batch/statistics.hpp"
@@ -209,7 +211,7 @@ class AdaptiveBatch {
   template <class Ctx>
   void before_gradients(const Ctx& ctx) {
     if constexpr (!Ctx::storage_type::is_host) {
-      require_device_options();  // before the first draw: a device run rejects what it cannot compute
+      require_device_options<Ctx>();  // before the first draw: a device run rejects what it cannot compute
       return;
     } else {
       if (m_b.empty() || m_options.apply_at != ApplyAt::this_step) return;
@@ -235,8 +237,12 @@ class AdaptiveBatch {
       const bool global_sync = ctx.sync_after && ctx.scope == SyncScope::global;
       if (m_options.estimator == Estimator::cross_worker) {
         // computed here, not in at_sync: at a sync the driver may already have replaced G by its mean (A9)
-        if constexpr (Ctx::storage_type::is_host)
-          if (global_sync) cross_worker_test(ctx);
+        if (global_sync) {
+          if constexpr (Ctx::storage_type::is_host)
+            cross_worker_test(ctx);
+          else
+            device_cross_worker_test(ctx);
+        }
       } else if (m_options.scope == TestScope::global) {
         if constexpr (Ctx::storage_type::is_host)
           if (global_sync) global_test(ctx);
@@ -357,21 +363,40 @@ class AdaptiveBatch {
     return micro_batch_means_statistics(dev, gns);
   }
 
-  // A device run computes the local tests with per-sample statistics of the current batch (the objective's
-  // batched moments, the device reductions of lgm::gpu); the other modes read X or G on the host.
+  // Whether the objective gives the per-sample statistics of a batch (docs/batch_rules.md §Cheap forms) in a
+  // batched pass: a network does not (its per-sample gradients are too dear).
+  template <class Ctx>
+  static constexpr bool device_per_sample_available() {
+    using Obj = std::remove_cvref_t<decltype(std::declval<const Ctx&>().objective)>;
+    if constexpr (Test::variance_only) return requires(const Obj& o, const Ctx& c, std::span<double> out) {
+        o.sample_sq_norm_sums(c.X, c.batches, out, c.workspaces[0]);
+      };
+    else
+      return requires(const Obj& o, const Ctx& c, std::span<SampleMoments> out) {
+        o.sample_moments(c.X, c.batches, c.G, out, c.workspaces[0]);
+      };
+  }
+
+  // A device run computes local tests (per-sample statistics of the current batch from the objective's batched
+  // moments, or micro-batch means from its batched gradients) and the cross-worker estimate at global syncs;
+  // global pooled and exact tests read X or G on the host.
+  template <class Ctx>
   void require_device_options() const {
-    detail::require(m_options.scope == TestScope::local, "scope", to_string(m_options.scope),
-                    "local on a device run (global tests run on host storage)");
+    if (m_options.estimator != Estimator::cross_worker)
+      detail::require(m_options.scope == TestScope::local, "scope", to_string(m_options.scope),
+                      "local on a device run (global tests run on host storage)");
     detail::require(m_options.variance == VarianceMode::approximate, "variance", to_string(m_options.variance),
                     "approximate on a device run (exact variances run on host storage)");
-    detail::require(m_options.estimator == Estimator::per_sample, "estimator", to_string(m_options.estimator),
-                    "per_sample on a device run (the other estimators run on host storage)");
+    if constexpr (!device_per_sample_available<Ctx>())
+      detail::require(m_options.estimator != Estimator::per_sample, "estimator", to_string(m_options.estimator),
+                      "micro_batch_means or cross_worker for this objective: it has no per-sample gradients "
+                      "(a network, docs/nn.md §Batch-size tests on networks)");
   }
 
   // local_test with local_statistics' per-sample branch, for all workers at once on a device: ‖g^m‖² by one
   // reduction over G (lgm::gpu::column_squared_norms, found by argument-dependent lookup on the device views),
-  // the moments by the objective's batched pass (docs/batch_rules.md §Cheap forms). Same decisions as the
-  // host, worker by worker.
+  // the moments by the objective's batched pass (docs/batch_rules.md §Cheap forms), or the micro-batch means
+  // (device_micro_batch_statistics). Same decisions as the host, worker by worker.
   template <class Ctx>
   void device_local_test(const Ctx& ctx) {
     const Index ML = local_count();
@@ -379,35 +404,107 @@ class AdaptiveBatch {
     m_norms.resize(static_cast<size_t>(ML));  // no-ops after the first step: ML is fixed for a run
     m_sq_sums.resize(static_cast<size_t>(ML));
     column_squared_norms(ctx.G, std::span<double>(m_norms), detail::storage_of(ctx.comm).stream());
-    auto& ws = ctx.workspaces[0];
-    if constexpr (Test::variance_only) {
-      if constexpr (requires { ws.sq_norm_sums(); }) {  // kept from this step's gradient pass at the same X
-        const auto kept = ws.sq_norm_sums();
-        std::copy(kept.begin(), kept.end(), m_sq_sums.begin());
-      } else {
-        ctx.objective.sample_sq_norm_sums(ctx.X, ctx.batches, std::span<double>(m_sq_sums), ws);
+    if (m_options.estimator == Estimator::micro_batch_means) {
+      if (all_at_cap()) return;
+      device_micro_batch_statistics(ctx);
+      for (Index m = 0; m < ML; ++m) {
+        const auto um = static_cast<size_t>(m);
+        if (std::max(m_pending[um], m_b[um]) >= m_options.b_max) continue;
+        record(um, micro_batch_means_statistics(m_deviations[um], m_norms[um]), divisor);
       }
-    } else {
-      ctx.objective.sample_moments(ctx.X, ctx.batches, ctx.G, std::span<SampleMoments>(m_moments), ws);
+      return;
     }
-    for (Index m = 0; m < ML; ++m) {
-      const auto um = static_cast<size_t>(m);
-      if (std::max(m_pending[um], m_b[um]) >= m_options.b_max) continue;  // skip at the cap (docs/decisions.md §B7)
-      const double gns = m_norms[um];
-      BatchStatistics st;
-      st.grad_norm_sq = gns;
-      if (gns >= m_options.tiny_grad_norm_sq) {
-        if constexpr (Test::variance_only) {
-          SampleMoments sm;
-          sm.sum_sq_norm = m_sq_sums[um];
-          sm.count = static_cast<Index>(ctx.batches[um].size());
-          st.variance = sample_variance(sm, gns);
+    if constexpr (device_per_sample_available<Ctx>()) {
+      auto& ws = ctx.workspaces[0];
+      if constexpr (Test::variance_only) {
+        if constexpr (requires { ws.sq_norm_sums(); }) {  // kept from this step's gradient pass at the same X
+          const auto kept = ws.sq_norm_sums();
+          std::copy(kept.begin(), kept.end(), m_sq_sums.begin());
         } else {
-          st = sample_statistics(m_moments[um], gns);
+          ctx.objective.sample_sq_norm_sums(ctx.X, ctx.batches, std::span<double>(m_sq_sums), ws);
         }
+      } else {
+        ctx.objective.sample_moments(ctx.X, ctx.batches, ctx.G, std::span<SampleMoments>(m_moments), ws);
       }
-      record(um, st, divisor);
+      for (Index m = 0; m < ML; ++m) {
+        const auto um = static_cast<size_t>(m);
+        if (std::max(m_pending[um], m_b[um]) >= m_options.b_max) continue;  // skip at the cap (docs/decisions.md §B7)
+        const double gns = m_norms[um];
+        BatchStatistics st;
+        st.grad_norm_sq = gns;
+        if (gns >= m_options.tiny_grad_norm_sq) {
+          if constexpr (Test::variance_only) {
+            SampleMoments sm;
+            sm.sum_sq_norm = m_sq_sums[um];
+            sm.count = static_cast<Index>(ctx.batches[um].size());
+            st.variance = sample_variance(sm, gns);
+          } else {
+            st = sample_statistics(m_moments[um], gns);
+          }
+        }
+        record(um, st, divisor);
+      }
     }
+  }
+
+  // docs/batch_rules.md §micro_batch_means on a device: the mean gradient μ_j of part j of every worker's batch
+  // (all workers in one batched pass: the objective's micro_batch_gradients, which reuses the step's images,
+  // else its gradients on the parts) into the first M_local scratch columns; ‖μ_j‖² and ⟨μ_j, g⟩ by device
+  // reductions; the deviations from g by MicroBatchDeviations::add_moments. m_norms holds ‖g^m‖².
+  template <class Ctx>
+  void device_micro_batch_statistics(const Ctx& ctx) {
+    const Index ML = local_count();
+    const auto L = static_cast<size_t>(ML);
+    const auto stream = detail::storage_of(ctx.comm).stream();
+    const auto parts_out = decltype(ctx.scratch)(ctx.scratch.data(), ctx.scratch.rows(), ML);
+    m_deviations.assign(L, MicroBatchDeviations{});
+    m_part_sq.resize(L);
+    m_part_dot.resize(L);
+    m_part_losses.resize(L);
+    m_part_batches.resize(L);
+    const Index parts = m_options.micro_batches;
+    for (Index j = 0; j < parts; ++j) {
+      if constexpr (requires {
+                      ctx.objective.micro_batch_gradients(ctx.X, ctx.batches, j, parts, parts_out, ctx.workspaces[0]);
+                    }) {
+        ctx.objective.micro_batch_gradients(ctx.X, ctx.batches, j, parts, parts_out, ctx.workspaces[0]);
+      } else {
+        for (size_t m = 0; m < L; ++m) {
+          const auto n = static_cast<Index>(ctx.batches[m].size());
+          const Index begin = j * n / parts, end = (j + 1) * n / parts;
+          m_part_batches[m] = ctx.batches[m].subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin));
+        }
+        ctx.objective.gradients(ctx.X, std::span<const IndexSpan>(m_part_batches), parts_out,
+                                std::span<double>(m_part_losses), ctx.workspaces[0]);
+      }
+      column_squared_norms(parts_out, std::span<double>(m_part_sq), stream);
+      column_dots(parts_out, ctx.G, std::span<double>(m_part_dot), stream);
+      for (size_t m = 0; m < L; ++m) {
+        const auto n = static_cast<Index>(ctx.batches[m].size());
+        m_deviations[m].add_moments((j + 1) * n / parts - j * n / parts, m_part_sq[m], m_part_dot[m], m_norms[m]);
+      }
+    }
+  }
+
+  // cross_worker_test on a device: ḡ by the communicator's mean (on the device; an all-reduce across ranks),
+  // Σ‖g^m‖² and Σ 1/b_m as two host numbers summed over processes.
+  template <class Ctx>
+  void device_cross_worker_test(const Ctx& ctx) {
+    if (all_at_cap()) return;
+    const Index ML = local_count();
+    const auto stream = detail::storage_of(ctx.comm).stream();
+    m_norms.resize(static_cast<size_t>(ML));
+    column_squared_norms(ctx.G, std::span<double>(m_norms), stream);
+    const auto mean = ctx.scratch.col(0);
+    ctx.comm.mean(ctx.G, mean);
+    double sums[2] = {0.0, 0.0};
+    for (Index m = 0; m < ML; ++m) {
+      sums[0] += m_norms[static_cast<size_t>(m)];
+      sums[1] += 1.0 / static_cast<double>(ctx.batches[static_cast<size_t>(m)].size());
+    }
+    ctx.comm.allreduce_sum(std::span<double>(sums, 2));
+    m_payload_since_sync += ctx.G.rows() + 2;
+    record_cross_worker(squared_norm(mean, stream), sums[0], sums[1]);
   }
 
   template <class Ctx>
@@ -539,11 +636,17 @@ class AdaptiveBatch {
     ctx.comm.allreduce_sum(std::span<double>(m_reduce.data(), static_cast<size_t>(d + 2)));
     m_payload_since_sync += d + 2;
     const double M = static_cast<double>(m_workers);
+    record_cross_worker(m_reduce.head(d).squaredNorm() / (M * M), m_reduce[d], m_reduce[d + 1]);
+  }
+
+  // The cross-worker decision from ‖ḡ‖², Σ_m‖g^m‖² and Σ_m 1/b_m over all M workers.
+  void record_cross_worker(double mean_norm_sq, double sum_sq_norms, double sum_inv_b) {
+    const double M = static_cast<double>(m_workers);
     BatchStatistics st;
-    st.grad_norm_sq = m_reduce.head(d).squaredNorm() / (M * M);  // ‖ḡ‖²
-    const double harmonic_b = M / m_reduce[d + 1];               // = b when all sizes are equal
+    st.grad_norm_sq = mean_norm_sq;
+    const double harmonic_b = M / sum_inv_b;  // = b when all sizes are equal
     // the variance of ḡ per sample of the global batch: σ̂²/M, so that NormTest's ratio is σ̂²/(Mη²‖ḡ‖²)
-    st.variance = cross_worker_variance(m_reduce[d], st.grad_norm_sq, m_workers, harmonic_b) / M;
+    st.variance = cross_worker_variance(sum_sq_norms, st.grad_norm_sq, m_workers, harmonic_b) / M;
     record_shared(st, 1.0);
   }
 
@@ -552,10 +655,13 @@ class AdaptiveBatch {
   Index m_workers = 1;
   std::vector<Index> m_b, m_pending, m_tests, m_skipped;
   std::vector<double> m_ratio;
-  std::vector<SampleMoments> m_moments;         // per-worker partials of the global approximate test
-  std::vector<double> m_norms, m_sq_sums;       // a device run's ‖g^m‖² and Σ‖g_i‖² per worker
-  std::vector<BatchStatistics> m_worker_stats;  // per-worker population variances of the global exact test
-  Vector m_reduce;                              // all-reduce buffer (d + 4), allocated on first use
+  std::vector<SampleMoments> m_moments;                      // per-worker partials of the global approximate test
+  std::vector<double> m_norms, m_sq_sums;                    // a device run's ‖g^m‖² and Σ‖g_i‖² per worker
+  std::vector<double> m_part_sq, m_part_dot, m_part_losses;  // a device run's ‖μ_j‖², ⟨μ_j, g⟩ per worker
+  std::vector<IndexSpan> m_part_batches;                     // part j of each worker's batch
+  std::vector<MicroBatchDeviations> m_deviations;            // per worker, over the parts
+  std::vector<BatchStatistics> m_worker_stats;               // per-worker population variances of the global exact test
+  Vector m_reduce;                                           // all-reduce buffer (d + 4), allocated on first use
   Index m_syncs = 0;
   Index m_payload_since_sync = 0;
   Index m_last_sync_payload = 0;

@@ -116,6 +116,18 @@ struct MicroBatchDeviations {
     ++parts;
     count += n;
   }
+
+  /// add() from the scalars a device computes: ‖μ_j‖², ⟨μ_j, g⟩ and ‖g‖² (all accumulated in double), with
+  /// ‖μ_j − g‖² = ‖μ_j‖² − 2⟨μ_j, g⟩ + ‖g‖² (clamped at 0). The products of float entries are exact in double,
+  /// so the cancellation costs ~1e-16 ‖g‖², not float's 1e-7.
+  void add_moments(Index n, double mean_sq_norm, double mean_dot_g, double g_norm_sq) noexcept {
+    const double w = static_cast<double>(n);
+    const double dev_proj = mean_dot_g - g_norm_sq;
+    sum_sq_dev += w * std::max(0.0, mean_sq_norm - 2.0 * mean_dot_g + g_norm_sq);
+    sum_proj_dev_sq += w * dev_proj * dev_proj;
+    ++parts;
+    count += n;
+  }
 };
 
 /// σ̂² = (1/(n_a−1)) Σ_j n_j‖μ_j − g‖²; V̂_ip = (1/(n_a−1)) Σ_j n_j(⟨μ_j,g⟩ − ‖g‖²)²;

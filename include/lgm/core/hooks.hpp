@@ -55,6 +55,27 @@ struct CostModelHooks {
   static constexpr std::array<bool, 1> present = {HasValidateWorkers<C>};
 };
 
+// ---------------------------------------------------------------- objectives
+/// What the driver holds for a run, for an objective that plans its memory before the first step
+/// (docs/nn.md §Memory plan): the objective adds its own activations, data and state to these and rejects a run
+/// that does not fit.
+struct RunFootprint {
+  Index local_workers = 0;    ///< replicas in this process
+  Index max_batch = 0;        ///< the largest local batch the batch rule may reach (its max_batch_size())
+  Index replica_columns = 0;  ///< vectors of d numbers the driver and the optimizer state hold
+};
+/// Throws ConfigError with the figures when the run of `f` does not fit in memory.
+template <class O>
+concept HasRequireMemory = requires(const O& o, const RunFootprint& f) {
+  o.require_memory(f);
+};
+/// Per-worker state of the objective (batch-norm running statistics) that a sync treats like the parameters;
+/// `group` is M at a global sync, else the group size. Returns the numbers each worker sent.
+template <class O, class Comm>
+concept HasSynchronizeState = requires(const O& o, typename O::Workspace& ws, Comm& comm, Index group) {
+  { o.synchronize_state(ws, comm, group) } -> std::convertible_to<Index>;
+};
+
 // ---------------------------------------------------------------- observers
 // Each takes const RunState& and returns void or bool (false stops the run).
 template <class Obs, class State>

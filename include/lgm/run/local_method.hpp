@@ -446,6 +446,11 @@ class RunLoop {
     } else {
       sync_group();
     }
+    if constexpr (hooks::HasSynchronizeState<Obj, Comm>) {  // e.g. batch-norm running statistics (docs/nn.md)
+      static_assert(!on_host, "synchronize_state is a hook of device objectives (one workspace for all workers)");
+      m_payload +=
+          m_obj.synchronize_state(m_workspaces[0], m_comm, m_plan.scope == SyncScope::global ? m_M : m_plan.group_size);
+    }
     if constexpr (!on_host) m_store.download(m_x_sync, m_x_sync_host);  // d numbers per round
     m_last_sync_global = m_plan.scope == SyncScope::global;
     m_method.m_batch.at_sync(make_ctx(m_metrics.steps - 1, true));
@@ -712,6 +717,13 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
   detail::require(comm.size() == m_run.workers, "M", m_run.workers,
                   "the communicator's worker count " + detail::to_text(comm.size()));
   validate(obj, x0);
+  if constexpr (hooks::HasRequireMemory<Obj>) {  // before anything large is allocated (docs/nn.md §Memory plan)
+    const Index local = comm.local_size();
+    const auto fields = static_cast<Index>(Opt::state_fields.size());
+    obj.require_memory({.local_workers = local,
+                        .max_batch = m_batch.max_batch_size(),
+                        .replica_columns = (4 + fields) * local + 4});  // X, G, 2M + 2 scratch, x_sync, mean
+  }
   detail::RunLoop<LocalMethod, Comm, Obj, Observers...> loop(*this, comm, obj, x0, observers...);
   return loop.run();
 }

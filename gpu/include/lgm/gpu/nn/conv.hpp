@@ -6,6 +6,8 @@
 //   Y (Cout × P) = W (Cout × K) · col,   dW = dY · colᵀ,   dcol = Wᵀ · dY,   dx = col2im(dcol).
 #pragma once
 
+#include <algorithm>
+
 #include "lgm/core/error.hpp"
 #include "lgm/gpu/nn/common.hpp"
 
@@ -43,49 +45,77 @@ struct Conv2d {
 
 namespace detail {
 
-/// col[m][(c,ky,kx)][(n,oy,ox)] = x[m][c][n][oy·s − pad + ky][ox·s − pad + kx], or 0 in the padding.
+/// Output positions along a row that one call of Im2colFn / Col2imFn writes: one on CUDA (a thread an element,
+/// coalesced), the whole row on the host (the index arithmetic, ~10 divisions, is paid once a row, not once an
+/// element: it cost more than the GEMM for narrow layers).
+inline constexpr Index kConvRowSpan = LGM_GPU_CUDA ? 1 : (Index{1} << 40);
+
+/// Calls of a row-wise functor over `rows` rows of `len` values, kConvRowSpan values a call.
+inline Index row_calls(Index rows, Index len) {
+  return rows * ((len + std::min(len, kConvRowSpan) - 1) / std::min(len, kConvRowSpan));
+}
+
+/// col[m][(c,ky,kx)][(n,oy,ox)] = x[m][c][n][oy·s − pad + ky][ox·s − pad + kx], or 0 in the padding; call e
+/// writes positions [ox0, ox0 + span) of row (m, (c,ky,kx), n, oy).
 template <class T>
 struct Im2colFn {
   const T* x;
   T* col;
   Index channels, batch, h, w, k, s, pad, oh, ow;
   LGM_HD void operator()(Index e) const {
-    const Index P = batch * oh * ow, K = channels * k * k;
-    const Index m = e / (K * P), r = e - m * K * P;
-    const Index kk = r / P, p = r - kk * P;
+    const Index span = ow < kConvRowSpan ? ow : kConvRowSpan, chunks = (ow + span - 1) / span;
+    const Index row = e / chunks, ox0 = (e - row * chunks) * span, ox1 = ox0 + span < ow ? ox0 + span : ow;
+    const Index rows_per_tap = batch * oh, K = channels * k * k;
+    const Index m = row / (K * rows_per_tap), r = row - m * K * rows_per_tap;
+    const Index kk = r / rows_per_tap, no = r - kk * rows_per_tap;  // no = n·oh + oy
     const Index c = kk / (k * k), ky = (kk / k) % k, kx = kk % k;
-    const Index n = p / (oh * ow), oy = (p / ow) % oh, ox = p % ow;
-    const Index iy = oy * s - pad + ky, ix = ox * s - pad + kx;
-    const bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
-    col[e] = inside ? x[m * channels * batch * h * w + ((c * batch + n) * h + iy) * w + ix] : T(0);
+    const Index n = no / oh, oy = no - n * oh;
+    const Index iy = oy * s - pad + ky;
+    T* out = col + row * ow;
+    if (iy < 0 || iy >= h) {
+      for (Index ox = ox0; ox < ox1; ++ox) out[ox] = T(0);
+      return;
+    }
+    const T* in = x + m * channels * batch * h * w + ((c * batch + n) * h + iy) * w;
+    for (Index ox = ox0; ox < ox1; ++ox) {
+      const Index ix = ox * s - pad + kx;
+      out[ox] = ix >= 0 && ix < w ? in[ix] : T(0);
+    }
   }
 };
 
 /// dx[m][c][n][iy][ix] = Σ_{ky,kx} dcol[m][(c,ky,kx)][(n,oy,ox)] over the taps whose window covers (iy, ix):
-/// oy = (iy + pad − ky)/s when that is a whole number in [0, Ho), likewise ox. Sums in (ky, kx) order.
+/// oy = (iy + pad − ky)/s when that is a whole number in [0, Ho), likewise ox. Sums in (ky, kx) order. Call e
+/// writes positions [ix0, ix0 + span) of row (m, c, n, iy).
 template <class T>
 struct Col2imFn {
   const T* dcol;
   T* dx;
   Index channels, batch, h, w, k, s, pad, oh, ow;
   LGM_HD void operator()(Index e) const {
-    const Index per_replica = channels * batch * h * w;
-    const Index m = e / per_replica, r = e - m * per_replica;
-    const Index c = r / (batch * h * w), n = (r / (h * w)) % batch, iy = (r / w) % h, ix = r % w;
+    const Index span = w < kConvRowSpan ? w : kConvRowSpan, chunks = (w + span - 1) / span;
+    const Index row = e / chunks, ix0 = (e - row * chunks) * span, ix1 = ix0 + span < w ? ix0 + span : w;
+    const Index rows_per_replica = channels * batch * h;
+    const Index m = row / rows_per_replica, r = row - m * rows_per_replica;
+    const Index c = r / (batch * h), n = (r / h) % batch, iy = r % h;
     const Index P = batch * oh * ow, K = channels * k * k;
     const T* base = dcol + m * K * P;
-    T sum = T(0);
+    T* out = dx + row * w;
+    for (Index ix = ix0; ix < ix1; ++ix) out[ix] = T(0);
     for (Index ky = 0; ky < k; ++ky) {
       const Index ty = iy + pad - ky;
       if (ty < 0 || ty % s != 0 || ty / s >= oh) continue;
-      for (Index kx = 0; kx < k; ++kx) {
-        const Index tx = ix + pad - kx;
-        if (tx < 0 || tx % s != 0 || tx / s >= ow) continue;
-        const Index kk = (c * k + ky) * k + kx, p = (n * oh + ty / s) * ow + tx / s;
-        sum += base[kk * P + p];
+      const T* tap_row = base + (c * k + ky) * k * P + (n * oh + ty / s) * ow;
+      for (Index ix = ix0; ix < ix1; ++ix) {
+        T sum = out[ix];
+        for (Index kx = 0; kx < k; ++kx) {
+          const Index tx = ix + pad - kx;
+          if (tx < 0 || tx % s != 0 || tx / s >= ow) continue;
+          sum += tap_row[kx * P + tx / s];
+        }
+        out[ix] = sum;
       }
     }
-    dx[e] = sum;
   }
 };
 
@@ -122,7 +152,7 @@ template <class T>
 const T* im2col(const Exec& exec, const Conv2d& conv, const ActShape& in, const T* x, T* col) {
   if (conv.pointwise()) return x;
   const ActShape out = conv.output(in);
-  for_each_index(exec, conv.col_size(in),
+  for_each_index(exec, row_calls(conv.col_size(in) / out.width, out.width),
                  Im2colFn<T>{x, col, in.channels, in.batch, in.height, in.width, conv.kernel, conv.stride, conv.pad,
                              out.height, out.width});
   return col;
@@ -159,7 +189,7 @@ void conv2d_backward(const Exec& exec, const Conv2d& conv, const ActShape& in, c
   exec.blas->gemm_strided_batched<T>(Op::none, Op::transpose, P, K, conv.out_channels, T(1), dy, P, out.per_replica(),
                                      w.data + conv.weight, K, w.stride, T(0), dcol, P, K * P, in.replicas);
   if (conv.pointwise()) return;
-  detail::for_each_index(exec, in.size(),
+  detail::for_each_index(exec, detail::row_calls(in.size() / in.width, in.width),
                          detail::Col2imFn<T>{col, dx, in.channels, in.batch, in.height, in.width, conv.kernel,
                                              conv.stride, conv.pad, out.height, out.width});
 }

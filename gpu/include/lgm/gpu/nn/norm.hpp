@@ -42,6 +42,11 @@ struct NormGroups {
   }
 };
 
+/// Values a call of the per-value batch-norm functors computes: one on CUDA (a thread a value), a whole plane
+/// (one sample's channel, which shares its statistics) on the host, where the index arithmetic is the cost.
+LGM_HD inline Index plane_span(const NormGroups& gr) { return LGM_GPU_CUDA ? 1 : gr.plane; }
+inline Index plane_calls(const NormGroups& gr, Index values) { return values / plane_span(gr); }
+
 /// mean and 1/√(σ² + ε) of group (m, g, c) = index q of the [replica][group][channel] statistics; σ² also.
 template <class T>
 struct NormStatsFn {
@@ -80,12 +85,14 @@ struct NormApplyFn {
   const T* params;
   Index stride, scale, shift;
   NormGroups gr;
-  LGM_HD void operator()(Index e) const {
-    const Index q = gr.stat_of(e);
-    const Index m = e / (gr.channels * gr.batch * gr.plane), c = q % gr.channels;
-    const double xhat = (static_cast<double>(x[e]) - mean[q]) * rstd[q];
+  LGM_HD void operator()(Index call) const {
+    const Index span = plane_span(gr), e0 = call * span;  // one statistic for the span (docs/nn.md §Layout)
+    const Index q = gr.stat_of(e0);
+    const Index m = e0 / (gr.channels * gr.batch * gr.plane), c = q % gr.channels;
     const T* pm = params + m * stride;
-    y[e] = static_cast<T>(static_cast<double>(pm[scale + c]) * xhat + static_cast<double>(pm[shift + c]));
+    const double gamma = static_cast<double>(pm[scale + c]), beta = static_cast<double>(pm[shift + c]);
+    for (Index e = e0; e < e0 + span; ++e)
+      y[e] = static_cast<T>(gamma * ((static_cast<double>(x[e]) - mean[q]) * rstd[q]) + beta);
   }
 };
 
@@ -187,14 +194,17 @@ struct NormInputGradFn {
   const T* params;
   Index stride, scale;
   NormGroups gr;
-  LGM_HD void operator()(Index e) const {
-    const Index q = gr.stat_of(e);
-    const Index m = e / (gr.channels * gr.batch * gr.plane), c = q % gr.channels;
+  LGM_HD void operator()(Index call) const {
+    const Index span = plane_span(gr), e0 = call * span;
+    const Index q = gr.stat_of(e0);
+    const Index m = e0 / (gr.channels * gr.batch * gr.plane), c = q % gr.channels;
     const double n = static_cast<double>(gr.length());
-    const double xhat = (static_cast<double>(x[e]) - mean[q]) * rstd[q];
     const double gamma = static_cast<double>(params[m * stride + scale + c]);
-    dx[e] =
-        static_cast<T>(gamma * rstd[q] * (static_cast<double>(dy[e]) - sums[2 * q] / n - xhat * sums[2 * q + 1] / n));
+    for (Index e = e0; e < e0 + span; ++e) {
+      const double xhat = (static_cast<double>(x[e]) - mean[q]) * rstd[q];
+      dx[e] =
+          static_cast<T>(gamma * rstd[q] * (static_cast<double>(dy[e]) - sums[2 * q] / n - xhat * sums[2 * q + 1] / n));
+    }
   }
 };
 
@@ -235,7 +245,8 @@ void batchnorm_forward_train(const Exec& exec, const BatchNorm& bn, const ActSha
   const Index q = in.replicas * groups * in.channels;
   detail::for_each_index(exec, q, detail::NormStatsFn<T>{x, stats.mean, stats.var, stats.rstd, gr, bn.eps});
   detail::for_each_index(
-      exec, in.size(), detail::NormApplyFn<T>{x, y, stats.mean, stats.rstd, p.data, p.stride, bn.scale, bn.shift, gr});
+      exec, detail::plane_calls(gr, in.size()),
+      detail::NormApplyFn<T>{x, y, stats.mean, stats.rstd, p.data, p.stride, bn.scale, bn.shift, gr});
   if (running_mean != nullptr)
     detail::for_each_index(
         exec, in.replicas * in.channels,
@@ -254,7 +265,8 @@ void batchnorm_forward_eval(const Exec& exec, const BatchNorm& bn, const ActShap
                          detail::RunningToStatsFn<T>{running_mean, running_var, stats.mean, stats.rstd, bn.eps,
                                                      in.channels, running_stride == 0 ? in.channels : running_stride});
   detail::for_each_index(
-      exec, in.size(), detail::NormApplyFn<T>{x, y, stats.mean, stats.rstd, p.data, p.stride, bn.scale, bn.shift, gr});
+      exec, detail::plane_calls(gr, in.size()),
+      detail::NormApplyFn<T>{x, y, stats.mean, stats.rstd, p.data, p.stride, bn.scale, bn.shift, gr});
 }
 
 /// Training backward: dγ, dβ ← β·(…) + their gradients, and dx (may alias dy) from the forward's statistics.
@@ -268,7 +280,7 @@ void batchnorm_backward(const Exec& exec, const BatchNorm& bn, const ActShape& i
       exec, in.replicas * in.channels,
       detail::NormParamGradFn<T>{stats.sums, dp.data, dp.stride, bn.scale, bn.shift, in.channels, groups, beta});
   detail::for_each_index(
-      exec, in.size(),
+      exec, detail::plane_calls(gr, in.size()),
       detail::NormInputGradFn<T>{x, dy, dx, stats.mean, stats.rstd, stats.sums, p.data, p.stride, bn.scale, gr});
 }
 

@@ -284,6 +284,7 @@ class ResNet {
     Index* i = nullptr;         ///< plan.i_values (labels at plan.labels must be filled)
     T* running_mean = nullptr;  ///< [replica][norm_channels()], may be null (not updated)
     T* running_var = nullptr;
+    double running_momentum = -1.0;  ///< in [0, 1]: replaces the layers' momentum (1/k: the mean of k batches)
   };
 
   /// Training pass: forward with batch statistics (and running-statistics update), loss, and the backward pass.
@@ -342,7 +343,9 @@ class ResNet {
     const NormStats st = NormStats::at(b.d + p.stats[static_cast<std::size_t>(cn.norm)], s, p.groups);
     const Index off = m_norm_offsets[static_cast<std::size_t>(cn.norm)];
     if (train) {
-      batchnorm_forward_train<T>(exec, cn.bn, s, p.groups, conv_out, x, norm_out, st,
+      BatchNorm bn = cn.bn;
+      if (b.running_momentum >= 0.0) bn.momentum = b.running_momentum;
+      batchnorm_forward_train<T>(exec, bn, s, p.groups, conv_out, x, norm_out, st,
                                  b.running_mean == nullptr ? nullptr : b.running_mean + off,
                                  b.running_var == nullptr ? nullptr : b.running_var + off, m_norm_channels);
     } else {
