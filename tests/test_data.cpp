@@ -22,13 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "data_error_within.hpp"
 #include "skip.hpp"
-
-#if defined(__linux__)
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-#endif
 
 namespace {
 
@@ -240,50 +235,7 @@ TEST_CASE("data: idx bad headers and trailing bytes") {
 #if defined(__linux__)
 namespace {
 
-/// Runs f in a child process whose address space may grow by at most `headroom` bytes beyond what it has, and
-/// returns "" when f threw a DataError containing `expected`, else what happened. An allocation of more than
-/// the headroom fails there (bad_alloc, or the sanitizer's out-of-memory abort), so no test allocates for real.
-template <class F>
-std::string data_error_within(std::size_t headroom, const std::string& expected, F&& f) {
-  long pages = 0;
-  std::ifstream("/proc/self/statm") >> pages;  // first field: the address space in pages
-  const auto vm = static_cast<rlim_t>(pages) * static_cast<rlim_t>(sysconf(_SC_PAGESIZE));
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const rlimit limit{vm + headroom, vm + headroom};
-    if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(20);
-    try {
-      f();
-      _exit(21);
-    } catch (const lgm::DataError& e) {
-      _exit(contains(e.what(), expected) ? 0 : 22);
-    } catch (const std::bad_alloc&) {
-      _exit(23);
-    } catch (...) {
-      _exit(24);
-    }
-  }
-  int status = 0;
-  if (pid < 0 || waitpid(pid, &status, 0) != pid) return "fork or waitpid failed";
-  if (WIFSIGNALED(status)) return "the child died of signal " + std::to_string(WTERMSIG(status));
-  switch (WIFEXITED(status) ? WEXITSTATUS(status) : -1) {
-    case 0:
-      return "";
-    case 20:
-      return "setrlimit failed";
-    case 21:
-      return "no exception";
-    case 22:
-      return "a DataError without \"" + expected + "\"";
-    case 23:
-      return "std::bad_alloc: the reader allocated more than " + std::to_string(headroom >> 20) + " MiB";
-    case 24:
-      return "another exception";
-    default:
-      return "exit status " + std::to_string(WEXITSTATUS(status));
-  }
-}
+using lgm::test::data_error_within;
 
 }  // namespace
 

@@ -210,8 +210,8 @@ TEST_CASE("classifier: recomputed statistics are the mean of each batch's own (t
   const auto data = tiny_images(60, 6);
   ClassificationData first{data.features.leftCols(30), {data.labels.begin(), data.labels.begin() + 30}, 3};
   ClassificationData second{data.features.rightCols(30), {data.labels.begin() + 30, data.labels.end()}, 3};
-  const nn::ImageClassifierOptions opt{.bn_sync = nn::BatchNormSync::recomputed, .recompute_samples = 60,
-                                       .eval_batch = 30};
+  const nn::ImageClassifierOptions opt{
+      .bn_sync = nn::BatchNormSync::recomputed, .recompute_samples = 60, .eval_batch = 30};
   const nn::ImageClassifier<double> both(tiny_net(), data, st, opt);
   nn::ImageClassifierOptions half = opt;
   half.recompute_samples = 30;
@@ -240,8 +240,8 @@ TEST_CASE("classifier: the micro-batch norm test on a network agrees with the ho
   const nn::ImageClassifier<double> obj(tiny_net(), data, st);
   const Vector x0 = obj.initial_point(6);
   const NormTest test{.eta = 0.5};
-  NormTestRule rule(
-      {.b_min = b, .b_max = 4 * b, .estimator = Estimator::micro_batch_means, .micro_batches = parts}, test);
+  NormTestRule rule({.b_min = b, .b_max = 4 * b, .estimator = Estimator::micro_batch_means, .micro_batches = parts},
+                    test);
   gpu::DeviceCommunicator<double> comm(M, st);
   LocalMethod<gpu::DeviceOptimizer<SGD, double>, ConstantSync, NormTestRule, ConstantLr, IidSampler> method(
       {.workers = M, .max_steps = 1}, gpu::DeviceOptimizer<SGD, double>(SGD{}), ConstantSync{4}, rule,
@@ -296,8 +296,8 @@ TEST_CASE("classifier: the per-sample estimator is refused on a network, naming 
   LocalMethod<gpu::DeviceOptimizer<SGD, double>, ConstantSync, NormTestRule, ConstantLr, IidSampler> method(
       {.workers = 2, .max_steps = 2}, gpu::DeviceOptimizer<SGD, double>(SGD{}), ConstantSync{2},
       NormTestRule({.b_min = 4, .b_max = 8}), ConstantLr{.lr = 0.1}, IidSampler(1));
-  CHECK_THROWS_WITH_AS(method.run_with(comm, obj, obj.initial_point(1)),
-                       doctest::Contains("estimator = per_sample"), ConfigError);
+  CHECK_THROWS_WITH_AS(method.run_with(comm, obj, obj.initial_point(1)), doctest::Contains("estimator = per_sample"),
+                       ConfigError);
   CHECK_THROWS_WITH_AS(method.run_with(comm, obj, obj.initial_point(1)),
                        doctest::Contains("micro_batch_means or cross_worker"), ConfigError);
 }
@@ -316,10 +316,9 @@ TEST_CASE("classifier: a run that does not fit is refused before the first step,
   LocalMethod<gpu::DeviceOptimizer<HeavyBall, float>, ConstantSync, ConstantBatch, ConstantLr, IidSampler> method(
       {.workers = 4, .max_steps = 2}, gpu::DeviceOptimizer<HeavyBall, float>(HeavyBall{}), ConstantSync{2},
       ConstantBatch{64}, ConstantLr{.lr = 0.1}, IidSampler(1));
-  CHECK_THROWS_WITH_AS(method.run_with(comm, obj, obj.initial_point(1)),
-                       doctest::Contains("largest batch = 64"), ConfigError);
-  CHECK_THROWS_WITH_AS(method.run_with(comm, obj, obj.initial_point(1)), doctest::Contains("activations"),
+  CHECK_THROWS_WITH_AS(method.run_with(comm, obj, obj.initial_point(1)), doctest::Contains("largest batch = 64"),
                        ConfigError);
+  CHECK_THROWS_WITH_AS(method.run_with(comm, obj, obj.initial_point(1)), doctest::Contains("activations"), ConfigError);
   CHECK_THROWS_WITH_AS(method.run_with(comm, obj, obj.initial_point(1)), doctest::Contains("memory_limit_bytes"),
                        ConfigError);
 }

@@ -45,67 +45,96 @@ struct Conv2d {
 
 namespace detail {
 
-/// Output positions along a row that one call of Im2colFn / Col2imFn writes: one on CUDA (a thread an element,
-/// coalesced), the whole row on the host (the index arithmetic, ~10 divisions, is paid once a row, not once an
-/// element: it cost more than the GEMM for narrow layers).
-inline constexpr Index kConvRowSpan = LGM_GPU_CUDA ? 1 : (Index{1} << 40);
+/// How much of the im2col / col2im work one call does: one value on CUDA (a thread a value, coalesced), a
+/// whole slab of rows on the host (a tap's N·Ho rows, a sample's H rows), where the index arithmetic of a call
+/// (~10 divisions) cost more than the copying itself and, per value, more than the GEMM of a narrow layer.
+inline constexpr bool kConvValueCalls = LGM_GPU_CUDA != 0;
 
-/// Calls of a row-wise functor over `rows` rows of `len` values, kConvRowSpan values a call.
-inline Index row_calls(Index rows, Index len) {
-  return rows * ((len + std::min(len, kConvRowSpan) - 1) / std::min(len, kConvRowSpan));
-}
-
-/// col[m][(c,ky,kx)][(n,oy,ox)] = x[m][c][n][oy·s − pad + ky][ox·s − pad + kx], or 0 in the padding; call e
-/// writes positions [ox0, ox0 + span) of row (m, (c,ky,kx), n, oy).
+/// col[m][(c,ky,kx)][(n,oy,ox)] = x[m][c][n][oy·s − pad + ky][ox·s − pad + kx], or 0 in the padding.
 template <class T>
 struct Im2colFn {
   const T* x;
   T* col;
   Index channels, batch, h, w, k, s, pad, oh, ow;
-  LGM_HD void operator()(Index e) const {
-    const Index span = ow < kConvRowSpan ? ow : kConvRowSpan, chunks = (ow + span - 1) / span;
-    const Index row = e / chunks, ox0 = (e - row * chunks) * span, ox1 = ox0 + span < ow ? ox0 + span : ow;
-    const Index rows_per_tap = batch * oh, K = channels * k * k;
-    const Index m = row / (K * rows_per_tap), r = row - m * K * rows_per_tap;
-    const Index kk = r / rows_per_tap, no = r - kk * rows_per_tap;  // no = n·oh + oy
-    const Index c = kk / (k * k), ky = (kk / k) % k, kx = kk % k;
-    const Index n = no / oh, oy = no - n * oh;
+
+  /// Calls of a launch: a value each on CUDA, a tap (m, (c, ky, kx)) each on the host.
+  Index calls(Index replicas) const {
+    return kConvValueCalls ? replicas * channels * k * k * batch * oh * ow : replicas * channels * k * k;
+  }
+
+  /// out[ox] for ox in [ox0, ox1) of output row oy of tap (ky, kx); `plane` is x at (m, c, n).
+  LGM_HD void copy_row(T* out, const T* plane, Index ky, Index kx, Index oy, Index ox0, Index ox1) const {
     const Index iy = oy * s - pad + ky;
-    T* out = col + row * ow;
     if (iy < 0 || iy >= h) {
       for (Index ox = ox0; ox < ox1; ++ox) out[ox] = T(0);
       return;
     }
-    const T* in = x + m * channels * batch * h * w + ((c * batch + n) * h + iy) * w;
-    for (Index ox = ox0; ox < ox1; ++ox) {
-      const Index ix = ox * s - pad + kx;
-      out[ox] = ix >= 0 && ix < w ? in[ix] : T(0);
+    const T* in = plane + iy * w;
+    // ix = ox·s − pad + kx lies in [0, w) for ox in [lo, hi): zeros, a branch-free copy, zeros
+    const Index lo0 = pad - kx > 0 ? (pad - kx + s - 1) / s : 0;
+    const Index hi0 = w - 1 + pad - kx >= 0 ? (w - 1 + pad - kx) / s + 1 : 0;
+    const Index lo = lo0 > ox0 ? lo0 : ox0, hi = hi0 < ox1 ? hi0 : ox1;
+    Index ox = ox0;
+    for (; ox < lo && ox < ox1; ++ox) out[ox] = T(0);
+    if (s == 1) {
+      const Index shift = kx - pad;
+      for (; ox < hi; ++ox) out[ox] = in[ox + shift];
+    } else {
+      for (; ox < hi; ++ox) out[ox] = in[ox * s - pad + kx];
+    }
+    for (; ox < ox1; ++ox) out[ox] = T(0);
+  }
+
+  LGM_HD void operator()(Index e) const {
+    const Index K = channels * k * k, rows_per_tap = batch * oh;
+    if constexpr (kConvValueCalls) {
+      const Index row = e / ow, ox = e - row * ow;
+      const Index tap = row / rows_per_tap, no = row - tap * rows_per_tap;
+      const Index m = tap / K, kk = tap - m * K, c = kk / (k * k), n = no / oh;
+      copy_row(col + row * ow, x + ((m * channels + c) * batch + n) * h * w, (kk / k) % k, kk % k, no - n * oh, ox,
+               ox + 1);
+    } else {
+      const Index m = e / K, kk = e - m * K, c = kk / (k * k), ky = (kk / k) % k, kx = kk % k;
+      T* out = col + e * rows_per_tap * ow;
+      for (Index n = 0; n < batch; ++n) {
+        const T* plane = x + ((m * channels + c) * batch + n) * h * w;
+        for (Index oy = 0; oy < oh; ++oy, out += ow) copy_row(out, plane, ky, kx, oy, 0, ow);
+      }
     }
   }
 };
 
 /// dx[m][c][n][iy][ix] = Σ_{ky,kx} dcol[m][(c,ky,kx)][(n,oy,ox)] over the taps whose window covers (iy, ix):
-/// oy = (iy + pad − ky)/s when that is a whole number in [0, Ho), likewise ox. Sums in (ky, kx) order. Call e
-/// writes positions [ix0, ix0 + span) of row (m, c, n, iy).
+/// oy = (iy + pad − ky)/s when that is a whole number in [0, Ho), likewise ox. Sums in (ky, kx) order.
 template <class T>
 struct Col2imFn {
   const T* dcol;
   T* dx;
   Index channels, batch, h, w, k, s, pad, oh, ow;
-  LGM_HD void operator()(Index e) const {
-    const Index span = w < kConvRowSpan ? w : kConvRowSpan, chunks = (w + span - 1) / span;
-    const Index row = e / chunks, ix0 = (e - row * chunks) * span, ix1 = ix0 + span < w ? ix0 + span : w;
-    const Index rows_per_replica = channels * batch * h;
-    const Index m = row / rows_per_replica, r = row - m * rows_per_replica;
-    const Index c = r / (batch * h), n = (r / h) % batch, iy = r % h;
+
+  /// Calls of a launch: a value each on CUDA, a sample's channel (m, c, n) each on the host.
+  Index calls(Index replicas) const {
+    return kConvValueCalls ? replicas * channels * batch * h * w : replicas * channels * batch;
+  }
+
+  /// out[ix] for ix in [ix0, ix1) of input row iy of (m, c, n).
+  LGM_HD void sum_row(T* out, Index m, Index c, Index n, Index iy, Index ix0, Index ix1) const {
     const Index P = batch * oh * ow, K = channels * k * k;
     const T* base = dcol + m * K * P;
-    T* out = dx + row * w;
     for (Index ix = ix0; ix < ix1; ++ix) out[ix] = T(0);
     for (Index ky = 0; ky < k; ++ky) {
       const Index ty = iy + pad - ky;
       if (ty < 0 || ty % s != 0 || ty / s >= oh) continue;
       const T* tap_row = base + (c * k + ky) * k * P + (n * oh + ty / s) * ow;
+      if (s == 1) {  // tx = ix + pad − kx: for each tap a contiguous range; each value still adds in (ky, kx) order
+        for (Index kx = 0; kx < k; ++kx) {
+          const Index shift = pad - kx;
+          const Index lo = ix0 > -shift ? ix0 : -shift, hi = ix1 < ow - shift ? ix1 : ow - shift;
+          const T* src = tap_row + kx * P;
+          for (Index ix = lo; ix < hi; ++ix) out[ix] += src[ix + shift];
+        }
+        continue;
+      }
       for (Index ix = ix0; ix < ix1; ++ix) {
         T sum = out[ix];
         for (Index kx = 0; kx < k; ++kx) {
@@ -115,6 +144,18 @@ struct Col2imFn {
         }
         out[ix] = sum;
       }
+    }
+  }
+
+  LGM_HD void operator()(Index e) const {
+    if constexpr (kConvValueCalls) {
+      const Index row = e / w, ix = e - row * w;
+      const Index mcn = row / h, iy = row - mcn * h;
+      const Index n = mcn % batch, mc = mcn / batch;
+      sum_row(dx + row * w, mc / channels, mc % channels, n, iy, ix, ix + 1);
+    } else {
+      const Index n = e % batch, mc = e / batch;
+      for (Index iy = 0; iy < h; ++iy) sum_row(dx + (e * h + iy) * w, mc / channels, mc % channels, n, iy, 0, w);
     }
   }
 };
@@ -152,9 +193,9 @@ template <class T>
 const T* im2col(const Exec& exec, const Conv2d& conv, const ActShape& in, const T* x, T* col) {
   if (conv.pointwise()) return x;
   const ActShape out = conv.output(in);
-  for_each_index(exec, row_calls(conv.col_size(in) / out.width, out.width),
-                 Im2colFn<T>{x, col, in.channels, in.batch, in.height, in.width, conv.kernel, conv.stride, conv.pad,
-                             out.height, out.width});
+  const Im2colFn<T> fn{x,           col,         in.channels, in.batch,   in.height, in.width,
+                       conv.kernel, conv.stride, conv.pad,    out.height, out.width};
+  for_each_index(exec, fn.calls(in.replicas), fn);
   return col;
 }
 
@@ -189,9 +230,9 @@ void conv2d_backward(const Exec& exec, const Conv2d& conv, const ActShape& in, c
   exec.blas->gemm_strided_batched<T>(Op::none, Op::transpose, P, K, conv.out_channels, T(1), dy, P, out.per_replica(),
                                      w.data + conv.weight, K, w.stride, T(0), dcol, P, K * P, in.replicas);
   if (conv.pointwise()) return;
-  detail::for_each_index(exec, detail::row_calls(in.size() / in.width, in.width),
-                         detail::Col2imFn<T>{col, dx, in.channels, in.batch, in.height, in.width, conv.kernel,
-                                             conv.stride, conv.pad, out.height, out.width});
+  const detail::Col2imFn<T> fn{col,         dx,          in.channels, in.batch,   in.height, in.width,
+                               conv.kernel, conv.stride, conv.pad,    out.height, out.width};
+  detail::for_each_index(exec, fn.calls(in.replicas), fn);
 }
 
 /// A fully connected layer on [replica][feature][sample] inputs: y = W x + b, weight [out][in], bias [out].

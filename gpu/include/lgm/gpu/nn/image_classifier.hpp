@@ -351,15 +351,15 @@ class ImageClassifier {
     plan.items.push_back({"parameters, gradients and optimizer state (" + lgm::detail::to_text(f.replica_columns) +
                               " vectors of d = " + lgm::detail::to_text(dim()) + ")",
                           static_cast<double>(f.replica_columns) * d * sizeof(T)});
-    plan.items.push_back({"activations and workspace (M_local × b = " + lgm::detail::to_text(f.local_workers) +
-                              " × " + lgm::detail::to_text(f.max_batch) + ")",
-                          static_cast<double>(p.t_values) * sizeof(T) + static_cast<double>(p.d_values) * sizeof(double) +
+    plan.items.push_back({"activations and workspace (M_local × b = " + lgm::detail::to_text(f.local_workers) + " × " +
+                              lgm::detail::to_text(f.max_batch) + ")",
+                          static_cast<double>(p.t_values) * sizeof(T) +
+                              static_cast<double>(p.d_values) * sizeof(double) +
                               static_cast<double>(p.i_values) * sizeof(Index)});
-    plan.items.push_back({"training set on the device",
-                          static_cast<double>(m_train.pixels.bytes() + m_train.labels.bytes())});
-    plan.items.push_back({"batch-norm running statistics",
-                          (2.0 * static_cast<double>(f.local_workers) + 3.0) *
-                              static_cast<double>(m_net.norm_channels()) * sizeof(T)});
+    plan.items.push_back(
+        {"training set on the device", static_cast<double>(m_train.pixels.bytes() + m_train.labels.bytes())});
+    plan.items.push_back({"batch-norm running statistics", (2.0 * static_cast<double>(f.local_workers) + 3.0) *
+                                                               static_cast<double>(m_net.norm_channels()) * sizeof(T)});
     return plan;
   }
 
@@ -388,9 +388,8 @@ class ImageClassifier {
       ensure_plan(ws, 1, b, 1);
       for (Index k = 0; k < b; ++k) ws.m_staged[static_cast<std::size_t>(k)] = first + k;
       upload_batch(ws, set, 0, false, {});
-      m_net.forward<T>(exec(), ws.m_plan, Params<const T>{x.data(), dim()}, buffers(ws, r.eval_mean.data(),
-                                                                                    r.eval_var.data()),
-                       false);
+      m_net.forward<T>(exec(), ws.m_plan, Params<const T>{x.data(), dim()},
+                       buffers(ws, r.eval_mean.data(), r.eval_var.data()), false);
       copy_to_host(sample.data(), ws.m_d.data() + ws.m_plan.sample_loss, static_cast<std::size_t>(b) * sizeof(double),
                    m_stream);
       copy_to_host(sample.data() + b, ws.m_d.data() + ws.m_plan.correct, static_cast<std::size_t>(b) * sizeof(double),
@@ -491,16 +490,14 @@ class ImageClassifier {
                     const PassKind& kind) const {
     const ResNetPlan& p = ws.m_plan;
     Index* index = ws.m_i.data() + p.index;
-    copy_to_device(index, ws.m_staged.data(), static_cast<std::size_t>(p.replicas * p.batch) * sizeof(Index),
-                   m_stream);
+    copy_to_device(index, ws.m_staged.data(), static_cast<std::size_t>(p.replicas * p.batch) * sizeof(Index), m_stream);
     const ActShape shape = m_net.input_shape(p.replicas, p.batch);
     if (augment)
-      detail::for_each_index(exec(), shape.size(),
-                             detail::GatherAugmentedFn<T>{set.pixels.data(), index, ws.m_t.data() + p.input,
-                                                          shape.channels, p.batch, shape.height, shape.width, m_opt.seed,
-                                                          static_cast<std::uint64_t>(first_worker),
-                                                          static_cast<std::uint64_t>(kind.call), kind.slot_offset,
-                                                          m_opt.pad});
+      detail::for_each_index(
+          exec(), shape.size(),
+          detail::GatherAugmentedFn<T>{set.pixels.data(), index, ws.m_t.data() + p.input, shape.channels, p.batch,
+                                       shape.height, shape.width, m_opt.seed, static_cast<std::uint64_t>(first_worker),
+                                       static_cast<std::uint64_t>(kind.call), kind.slot_offset, m_opt.pad});
     else
       gather_images<T, T>(exec(), shape, set.pixels.data(), index, ws.m_t.data() + p.input);
     detail::for_each_index(exec(), p.replicas * p.batch,
@@ -557,7 +554,7 @@ class ImageClassifier {
   Blas m_blas;
   DeviceImages<T> m_train;
   std::shared_ptr<detail::RunningStatistics<T>> m_running;
-  mutable std::vector<IndexSpan> m_parts;      // the sub-batches of a pass (no allocation after the first)
+  mutable std::vector<IndexSpan> m_parts;     // the sub-batches of a pass (no allocation after the first)
   mutable std::vector<double> m_part_losses;  // micro-batch losses (not reported)
 };
 
