@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_timer.hpp"
 #include "lgm/gpu/backend.hpp"
 #include "lgm/gpu/blas.hpp"
 #include "lgm/gpu/kernels.hpp"
@@ -43,9 +44,9 @@ using lgm::Index;
 using lgm::gpu::DeviceBuffer;
 using lgm::gpu::StreamHandle;
 namespace nn = lgm::gpu::nn;
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+using lgm::gpu::bench::Clock;
+using lgm::gpu::bench::seconds_since;
+using lgm::gpu::bench::Timer;
 
 // ==================================================================== configuration
 
@@ -132,55 +133,6 @@ DeviceInfo describe_device() {
 #endif
   return info;
 }
-
-/// Device time between start() and stop() (CUDA events in the stream; the host clock in the OpenMP build, where
-/// every operation has completed when it returns).
-class Timer {
- public:
-  explicit Timer([[maybe_unused]] StreamHandle stream) {
-#if LGM_GPU_CUDA
-    m_stream = stream;
-    lgm::gpu::check(cudaEventCreate(&m_start), "cudaEventCreate");
-    lgm::gpu::check(cudaEventCreate(&m_stop), "cudaEventCreate");
-#endif
-  }
-  ~Timer() {
-#if LGM_GPU_CUDA
-    cudaEventDestroy(m_start);
-    cudaEventDestroy(m_stop);
-#endif
-  }
-  Timer(const Timer&) = delete;
-  Timer& operator=(const Timer&) = delete;
-
-  void start() {
-#if LGM_GPU_CUDA
-    lgm::gpu::check(cudaEventRecord(m_start, m_stream), "cudaEventRecord");
-#else
-    m_t0 = Clock::now();
-#endif
-  }
-  double stop() {
-#if LGM_GPU_CUDA
-    lgm::gpu::check(cudaEventRecord(m_stop, m_stream), "cudaEventRecord");
-    lgm::gpu::check(cudaEventSynchronize(m_stop), "cudaEventSynchronize");
-    float ms = 0.0f;
-    lgm::gpu::check(cudaEventElapsedTime(&ms, m_start, m_stop), "cudaEventElapsedTime");
-    return static_cast<double>(ms) * 1e-3;
-#else
-    return seconds_since(m_t0);
-#endif
-  }
-
- private:
-#if LGM_GPU_CUDA
-  StreamHandle m_stream = nullptr;
-  cudaEvent_t m_start = nullptr;
-  cudaEvent_t m_stop = nullptr;
-#else
-  Clock::time_point m_t0;
-#endif
-};
 
 /// What the memory probe sees: CUDA, device bytes in use (total − free, every process and cuBLAS's workspace
 /// included); host, the process's resident set, whose high-water mark is reset per case (Linux clear_refs).

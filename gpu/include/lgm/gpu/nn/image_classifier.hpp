@@ -20,6 +20,7 @@
 #include "lgm/gpu/nn/resnet.hpp"
 #include "lgm/gpu/storage.hpp"
 #include "lgm/problems/dataset.hpp"
+#include "lgm/run/metrics.hpp"
 
 namespace lgm::gpu::nn {
 
