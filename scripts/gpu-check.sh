@@ -64,7 +64,7 @@ configured=0
 run configure 90 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLGM_WITH_CUDA=ON \
   -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES=90 -DLGM_BUILD_TESTS=ON -DLGM_HEADER_CHECK=OFF \
   -DLGM_SANITIZE=OFF -DLGM_BUILD_EXAMPLES=OFF -DLGM_BUILD_SIMULATOR=OFF -DLGM_BUILD_THEORY=OFF -DLGM_BUILD_BENCH=OFF \
-  -DLGM_WITH_MPI=OFF && configured=1
+  -DLGM_BUILD_GPU_BENCH=ON -DLGM_WITH_MPI=OFF && configured=1
 built=0
 ((configured)) && run build 300 cmake --build "$build" -j "$jobs" --target lgm_gpu_cuda_tests lgm_gpu_bench lgm_nn_bench &&
   built=1

@@ -4,7 +4,7 @@
 # batches, one after the other; prints both figures and the ratios lgm/PyTorch for
 #   (a) one model, b = 128 (goal >= 1.0x) and (b) 8 replicas x b = 32 (goal >= 2x; PyTorch: 8 models in a loop).
 #   bench/peers/compare_resnet.sh [BUILD_DIR] [THREADS]   (defaults: build/release, all cores)
-# BUILD_DIR needs gpu/lgm_nn_bench_omp (built whenever the OpenMP GPU backend is, e.g. by scripts/test.sh).
+# BUILD_DIR needs gpu/lgm_nn_bench_omp (configured with -DLGM_BUILD_BENCH=ON or -DLGM_BUILD_GPU_BENCH=ON).
 # Extra arguments for both programs: LGM_NN_ARGS (e.g. "--quick"), TORCH_ARGS (e.g. "--reps 9 --seconds 4").
 # Exit status 77 (skipped) when python3-torch is not installed: it is a peer-only dependency, not one of lgm's.
 set -euo pipefail
@@ -20,7 +20,7 @@ if ! "$python" -c 'import torch' 2>/dev/null; then
   exit 77
 fi
 if [[ ! -x "$bench" ]]; then
-  echo "compare_resnet.sh: $bench not found (configure with the OpenMP GPU backend and build lgm_nn_bench_omp)" >&2
+  echo "compare_resnet.sh: $bench not found (configure with -DLGM_BUILD_GPU_BENCH=ON and build lgm_nn_bench_omp)" >&2
   exit 1
 fi
 out="$(mktemp -d "${TMPDIR:-/tmp}/lgm-resnet.XXXXXX")"
