@@ -10,6 +10,21 @@ namespace lgm::gpu::nn {
 namespace detail {
 
 template <class T>
+struct CopyFn {
+  const T* x;
+  T* y;
+  LGM_HD void operator()(Index e) const { y[e] = x[e]; }
+};
+
+/// y += x (a gradient reaching a tensor along two paths).
+template <class T>
+struct AccumulateFn {
+  const T* x;
+  T* y;
+  LGM_HD void operator()(Index e) const { y[e] += x[e]; }
+};
+
+template <class T>
 struct ReluFn {
   const T* x;
   T* y;

@@ -129,23 +129,23 @@ void embedding_forward(const Exec& exec, const Embedding& emb, const TokenShape&
                                             shape.tokens(), shape.seq, shape.features});
 }
 
-/// dE, dP ← β·(dE, dP) + their gradients (β = 1 adds to the tied output projection's dE); `work` holds
-/// embedding_workspace(shape) indices. Every row of dE and dP is written (rows no token uses: β·row).
+/// dE ← β_E·dE + its gradient (β_E = 1 adds to the tied output projection's dE), dP ← β_P·dP + its gradient;
+/// `work` holds embedding_workspace(shape) indices. Every row of dE and dP is written (rows no token uses: β·row).
 template <class T>
 void embedding_backward(const Exec& exec, const Embedding& emb, const TokenShape& shape, const Index* tok, const T* dy,
-                        Params<T> dp, Index* work, T beta = T(0)) {
+                        Params<T> dp, Index* work, T beta_tokens = T(0), T beta_positions = T(0)) {
   const Index all = shape.replicas * shape.tokens();
   Index* key = work;
   Index* order = work + all;
   detail::for_each_index(exec, all, detail::EmbedKeyFn{tok, key, order, shape.tokens(), emb.vocab});
   thrust::stable_sort_by_key(policy(exec.stream), key, key + all, order);
   const Index rows = shape.replicas * emb.vocab;
-  detail::for_each_index(
-      exec, detail::kEmbeddingValueCalls ? rows * emb.features : rows,
-      detail::EmbedTokenGradFn<T>{dy, key, order, dp.data + emb.tokens, dp.stride, all, emb.vocab, emb.features, beta});
+  detail::for_each_index(exec, detail::kEmbeddingValueCalls ? rows * emb.features : rows,
+                         detail::EmbedTokenGradFn<T>{dy, key, order, dp.data + emb.tokens, dp.stride, all, emb.vocab,
+                                                     emb.features, beta_tokens});
   detail::for_each_index(exec, shape.replicas * emb.context * emb.features,
                          detail::EmbedPositionGradFn<T>{dy, dp.data + emb.positions, dp.stride, shape.batch, shape.seq,
-                                                        emb.context, emb.features, beta});
+                                                        emb.context, emb.features, beta_positions});
 }
 
 }  // namespace lgm::gpu::nn

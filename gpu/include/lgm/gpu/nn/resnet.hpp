@@ -91,28 +91,6 @@ struct PadShortcutGradFn {
   }
 };
 
-template <class T>
-struct CopyFn {
-  const T* x;
-  T* y;
-  LGM_HD void operator()(Index e) const { y[e] = x[e]; }
-};
-
-/// g[m·stride + first + i] = 0 for i < count (e = m·count + i).
-template <class T>
-struct FillRangeFn {
-  T* g;
-  Index stride, first, count;
-  LGM_HD void operator()(Index e) const { g[(e / count) * stride + first + e % count] = T(0); }
-};
-
-template <class T>
-struct AccumulateFn {
-  const T* x;
-  T* y;
-  LGM_HD void operator()(Index e) const { y[e] += x[e]; }
-};
-
 }  // namespace detail
 
 /// A convolution followed by its batch norm (index `norm` among the network's batch norms).
@@ -368,7 +346,7 @@ class ResNet {
   template <class T>
   void backward(const Exec& exec, const ResNetPlan& p, Params<const T> x, Params<T> g, const Buffers<T>& b) const {
     T* t = b.t;
-    zero_gaps<T>(exec, p.replicas, g);
+    zero_gaps<T>(exec, m_table, p.replicas, g);
     // head: logits → pooled → the last block's output
     std::vector<ActShape> shapes = block_input_shapes(p.replicas, p.batch);
     const ActShape last = m_blocks.empty() ? shapes.front() : block_output_shape(shapes.back(), m_blocks.back());
@@ -408,18 +386,6 @@ class ResNet {
     const ActShape stem_in = input_shape(p.replicas, p.batch);
     relu_backward<T>(exec, shapes.front().size(), t + p.stem_out, d_out, d_out);
     conv_norm_backward<T>(exec, p, m_stem, stem_in, t + p.input, t + p.stem_conv, d_out, x, g, nullptr, b);
-  }
-
-  /// The gradient's values outside every tensor (alignment gaps) are 0.
-  template <class T>
-  void zero_gaps(const Exec& exec, Index replicas, Params<T> g) const {
-    Index prev = 0;
-    for (const TensorInfo& info : m_table.tensors()) {
-      if (info.offset > prev)
-        detail::for_each_index(exec, replicas * (info.offset - prev),
-                               detail::FillRangeFn<T>{g.data, g.stride, prev, info.offset - prev});
-      prev = info.offset + info.size;
-    }
   }
 
   std::vector<ActShape> block_input_shapes(Index replicas, Index batch) const {

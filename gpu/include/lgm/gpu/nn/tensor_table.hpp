@@ -10,15 +10,17 @@
 
 #include "lgm/core/error.hpp"
 #include "lgm/core/types.hpp"
+#include "lgm/gpu/nn/common.hpp"
 
 namespace lgm::gpu::nn {
 
 /// How a tensor is initialized and treated by the optimizers.
 enum class TensorKind {
-  weight,  ///< a convolution or linear weight: He-initialized, weight decay applies
-  bias,    ///< a bias: zero-initialized, no weight decay by default
-  scale,   ///< a normalization scale γ: initialized to 1, no weight decay by default
-  shift,   ///< a normalization shift β: initialized to 0, no weight decay by default
+  weight,     ///< a convolution or linear weight: weight decay applies
+  embedding,  ///< a token or position table (2-D): weight decay applies
+  bias,       ///< a bias: zero-initialized, no weight decay by default
+  scale,      ///< a normalization scale γ: initialized to 1, no weight decay by default
+  shift,      ///< a normalization shift β: initialized to 0, no weight decay by default
 };
 
 /// One tensor of the table.
@@ -30,8 +32,11 @@ struct TensorInfo {
   TensorKind kind = TensorKind::weight;
   Index fan_in = 1;  ///< inputs of one output unit (He initialization: variance 2 / fan_in)
 
-  /// Whether weight decay applies to this tensor (weights always; the others only when `decay_all`).
-  bool decays(bool decay_all) const noexcept { return kind == TensorKind::weight || decay_all; }
+  /// Whether weight decay applies to this tensor (weights and embeddings always; the others only when
+  /// `decay_all`).
+  bool decays(bool decay_all) const noexcept {
+    return kind == TensorKind::weight || kind == TensorKind::embedding || decay_all;
+  }
 };
 
 /// The ordered table of a network's tensors. Offsets are assigned in insertion order, each tensor aligned to
@@ -76,5 +81,29 @@ class TensorTable {
   std::vector<TensorInfo> m_tensors;
   Index m_dim = 0;
 };
+
+namespace detail {
+
+/// g[m·stride + first + i] = 0 for i < count (e = m·count + i).
+template <class T>
+struct FillRangeFn {
+  T* g;
+  Index stride, first, count;
+  LGM_HD void operator()(Index e) const { g[(e / count) * stride + first + e % count] = T(0); }
+};
+
+}  // namespace detail
+
+/// The gradient's values outside every tensor of the table (the alignment gaps) are set to 0 in every replica.
+template <class T>
+void zero_gaps(const Exec& exec, const TensorTable& table, Index replicas, Params<T> g) {
+  Index prev = 0;
+  for (const TensorInfo& info : table.tensors()) {
+    if (info.offset > prev)
+      detail::for_each_index(exec, replicas * (info.offset - prev),
+                             detail::FillRangeFn<T>{g.data, g.stride, prev, info.offset - prev});
+    prev = info.offset + info.size;
+  }
+}
 
 }  // namespace lgm::gpu::nn
