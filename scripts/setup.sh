@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config clang-format libeigen3-dev doctest-dev libbenchmark-dev
           libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libfmt-dev zlib1g-dev gnuplot-nox
-          libopenmpi-dev openmpi-bin dataset-fashion-mnist clang libclang-rt-14-dev libthrust-dev libcub-dev)
+          libopenmpi-dev openmpi-bin dataset-fashion-mnist clang libclang-rt-14-dev libthrust-dev libcub-dev fortunes)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -327,7 +327,7 @@ TEST_CASE("classifier: a diverging network run stops naming the step and round, 
   gpu::DeviceStorage<float> st;
   const nn::ImageClassifier<float> obj(tiny_net(), tiny_images(30, 11), st);
   const auto test = nn::DeviceImages<float>::upload(tiny_images(30, 12), 1, 6, 6, st.stream());
-  nn::EvaluationObserver<float> evals(obj, test);
+  nn::EvaluationObserver evals(obj, test);
   gpu::DeviceCommunicator<float> comm(2, st);
   LocalMethod<gpu::DeviceOptimizer<SGD, float>, ConstantSync, ConstantBatch, ConstantLr, IidSampler> method(
       {.workers = 2, .max_steps = 50}, gpu::DeviceOptimizer<SGD, float>(SGD{}), ConstantSync{2}, ConstantBatch{6},
@@ -343,7 +343,7 @@ TEST_CASE("classifier: the evaluation observer records the shared model at globa
   gpu::DeviceStorage<float> st;
   const nn::ImageClassifier<float> obj(tiny_net(), tiny_images(30, 13), st);
   const auto test = nn::DeviceImages<float>::upload(tiny_images(30, 14), 1, 6, 6, st.stream());
-  nn::EvaluationObserver<float> evals(obj, test, 2);
+  nn::EvaluationObserver evals(obj, test, 2);
   gpu::DeviceCommunicator<float> comm(2, st);
   LocalMethod<gpu::DeviceOptimizer<SGD, float>, ConstantSync, ConstantBatch, ConstantLr, IidSampler> method(
       {.workers = 2, .max_steps = 10}, gpu::DeviceOptimizer<SGD, float>(SGD{}), ConstantSync{2}, ConstantBatch{6},
@@ -374,7 +374,7 @@ TEST_CASE("classifier: a small ResNet learns Fashion-MNIST under Local SGD (test
   gpu::DeviceStorage<float> st;
   const nn::ImageClassifier<float> obj(nn::ResNet(nn::ResNetSpec::cifar(8, 8, 1, 28, 10)), d.train, st);
   const auto test = nn::DeviceImages<float>::upload(d.test, 1, 28, 28, st.stream());
-  nn::EvaluationObserver<float> evals(obj, test, 25);
+  nn::EvaluationObserver evals(obj, test, 25);
   gpu::DeviceCommunicator<float> comm(2, st);
   LocalMethod<gpu::DeviceOptimizer<HeavyBall, float>, ConstantSync, ConstantBatch, ConstantLr, IidSampler> method(
       {.workers = 2, .max_steps = 300}, gpu::DeviceOptimizer<HeavyBall, float>(HeavyBall{.momentum = 0.9}),

@@ -20,6 +20,7 @@
 
 #include "lgm/core/error.hpp"
 #include "lgm/core/types.hpp"
+#include "lgm/data/files.hpp"
 
 namespace lgm {
 
@@ -60,16 +61,8 @@ namespace detail {
 /// naming the file for a missing file, a directory or other non-regular file, an empty file, a size that is not
 /// a whole number of records, and more than cifar10_max_file_records records.
 inline Index cifar10_file_records(const std::filesystem::path& file) {
-  namespace fs = std::filesystem;
   const std::string name = file.string();
-  std::error_code ec;
-  const fs::file_status status = fs::status(file, ec);
-  if (status.type() == fs::file_type::not_found) throw DataError("cannot open " + name + ": no such file");
-  if (ec) throw DataError("cannot open " + name + ": " + ec.message());
-  if (fs::is_directory(status)) throw DataError("cannot open " + name + ": is a directory");
-  if (!fs::is_regular_file(status)) throw DataError("cannot open " + name + ": not a regular file");
-  const std::uintmax_t size = fs::file_size(file, ec);
-  if (ec) throw DataError("cannot open " + name + ": " + ec.message());
+  const std::uintmax_t size = regular_file_size(file);
   const auto record = static_cast<std::uintmax_t>(cifar10_record_bytes);
   if (size == 0)
     throw DataError(name + ": empty file (0 bytes; accepted: a whole number of 3073-byte records, each 1 label " +

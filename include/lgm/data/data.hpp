@@ -9,3 +9,4 @@
 #include "lgm/data/idx.hpp"
 #include "lgm/data/libsvm.hpp"
 #include "lgm/data/metrics.hpp"
+#include "lgm/data/tokens.hpp"

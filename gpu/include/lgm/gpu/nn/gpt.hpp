@@ -55,7 +55,7 @@ struct GptPlan {
   std::vector<BlockActs> blocks;
   Index lnf = 0, lnf_mean = 0, lnf_rstd = 0, logits = 0;
   Index d_res = 0, d_ln = 0, d_tmp = 0, d_fc = 0, d_qkv = 0, att_scratch = 0;  ///< backward workspace
-  Index token_loss = 0, losses = 0;                                            ///< double arena
+  Index token_loss = 0, correct = 0, losses = 0;                               ///< double arena
 };
 
 /// The network: its tensor table, layers, and the forward / backward passes over a plan's arena.
@@ -135,6 +135,7 @@ class Gpt {
     p.d_qkv = take(p.t_values, MN * 3 * C);
     p.att_scratch = take(p.t_values, att.scratch());
     p.token_loss = take(p.d_values, MN);
+    p.correct = take(p.d_values, MN);
     p.losses = take(p.d_values, replicas);
     return p;
   }
@@ -165,7 +166,8 @@ class Gpt {
     Index* i = nullptr;   ///< plan.i_values
   };
 
-  /// Forward pass: per-token losses and each replica's mean loss at plan.losses; with `gradient`, the logits are
+  /// Forward pass: per-token losses (plan.token_loss), arg-max hits (plan.correct) and each replica's mean loss at
+  /// plan.losses; with `gradient`, the logits are
   /// replaced by their gradient for the backward pass.
   template <class T>
   void forward(const Exec& exec, const GptPlan& p, Params<const T> x, const Buffers<T>& b, bool gradient) const {
@@ -191,7 +193,8 @@ class Gpt {
     }
     layer_norm_forward<T>(exec, m_lnf, s, res, x, t + p.lnf, b.d + p.lnf_mean, b.d + p.lnf_rstd);
     token_linear_forward<T>(exec, m_head, s, t + p.lnf, x, t + p.logits);
-    token_xent<T>(exec, s.with_features(m_spec.vocab), t + p.logits, b.i + p.targets, b.d + p.token_loss, gradient);
+    token_xent<T>(exec, s.with_features(m_spec.vocab), t + p.logits, b.i + p.targets, b.d + p.token_loss, gradient,
+                  b.d + p.correct);
     replica_means(exec, M, p.batch * p.seq, b.d + p.token_loss, b.d + p.losses);
   }
 

@@ -17,6 +17,7 @@
 #include "lgm/core/hooks.hpp"
 #include "lgm/core/types.hpp"
 #include "lgm/data/augment.hpp"
+#include "lgm/gpu/nn/objective_support.hpp"
 #include "lgm/gpu/nn/resnet.hpp"
 #include "lgm/gpu/storage.hpp"
 #include "lgm/problems/dataset.hpp"
@@ -55,59 +56,7 @@ struct ImageClassifierOptions {
   double memory_limit_bytes = 0;   ///< what a run may use; 0: the device's free memory (host: MemAvailable)
 };
 
-/// One item of a memory plan: what is allocated and its bytes.
-struct MemoryItem {
-  std::string what;
-  double bytes = 0.0;
-};
-
-/// What a run of a network needs before its first step (docs/nn.md §Memory plan).
-struct MemoryPlan {
-  std::vector<MemoryItem> items;
-  double total() const {
-    double t = 0.0;
-    for (const MemoryItem& i : items) t += i.bytes;
-    return t;
-  }
-};
-
-/// What the process may still allocate on its device (on the CPU build: MemAvailable of /proc/meminfo), and
-/// where the figure comes from; bytes < 0 when unknown.
-struct MemoryBudget {
-  double bytes = -1.0;
-  std::string source;
-};
-
-inline MemoryBudget available_device_memory() {
-#if LGM_GPU_CUDA
-  std::size_t free = 0, total = 0;
-  check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
-  return {static_cast<double>(free), "free device memory (cudaMemGetInfo)"};
-#else
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  double kib = 0.0;
-  std::string unit;
-  while (in >> key >> kib >> unit)
-    if (key == "MemAvailable:") return {kib * 1024.0, "MemAvailable in /proc/meminfo"};
-  return {};
-#endif
-}
-
 namespace detail {
-
-/// "1.50 GiB", "12.0 MiB", "512 B".
-inline std::string format_bytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024.0 && u < 4) {
-    bytes /= 1024.0;
-    ++u;
-  }
-  char text[32];
-  std::snprintf(text, sizeof text, u == 0 ? "%.0f %s" : "%.2f %s", bytes, units[u]);
-  return text;
-}
 
 /// Each worker's batch-norm running statistics, [worker][Σ channels], and the evaluation's own copy.
 template <class T>
@@ -280,7 +229,7 @@ class ImageClassifier {
     lgm::detail::require(static_cast<Index>(losses.size()) == X.cols(), "gradients (losses)", losses.size(),
                          "one loss a worker");
     prepare_running(X.cols());
-    for_each_pass(batches, 0, 1, [&](Index first, Index count, std::span<const IndexSpan> part) {
+    detail::for_each_pass(batches, 0, 1, m_parts, [&](Index first, Index count, std::span<const IndexSpan> part) {
       pass(X, G, first, count, part, losses.subspan(static_cast<std::size_t>(first), static_cast<std::size_t>(count)),
            ws, {.update_running = true, .call = ws.m_calls, .slot_offset = 0, .groups = m_opt.bn_groups});
     });
@@ -298,7 +247,7 @@ class ImageClassifier {
     lgm::detail::require(ws.m_calls > 0, "micro_batch_gradients", "before any gradients() call",
                          "after the step's gradients() (it reuses that step's images)");
     m_part_losses.resize(static_cast<std::size_t>(X.cols()));
-    for_each_pass(batches, part, parts, [&](Index first, Index count, std::span<const IndexSpan> sub) {
+    detail::for_each_pass(batches, part, parts, m_parts, [&](Index first, Index count, std::span<const IndexSpan> sub) {
       const Index b = static_cast<Index>(batches[static_cast<std::size_t>(first)].size());
       pass(X, G, first, count, sub, std::span<double>(m_part_losses).subspan(static_cast<std::size_t>(first)), ws,
            {.update_running = false, .call = ws.m_calls - 1, .slot_offset = part * b / parts, .groups = 1});
@@ -329,18 +278,8 @@ class ImageClassifier {
   /// Rejects, before the first step, a run whose plan exceeds the memory it may use (the driver's
   /// require_memory hook; docs/nn.md §Memory plan).
   void require_memory(const lgm::hooks::RunFootprint& f) const {
-    const MemoryPlan plan = memory_plan(f);
-    MemoryBudget budget = m_opt.memory_limit_bytes > 0
-                              ? MemoryBudget{m_opt.memory_limit_bytes, "ImageClassifierOptions::memory_limit_bytes"}
-                              : available_device_memory();
-    if (budget.bytes < 0.0 || plan.total() <= budget.bytes) return;
-    std::string parts;
-    for (const MemoryItem& i : plan.items) parts += "; " + i.what + ": " + detail::format_bytes(i.bytes);
-    throw lgm::ConfigError("memory (M_local = " + lgm::detail::to_text(f.local_workers) +
-                               ", largest batch = " + lgm::detail::to_text(f.max_batch) + ")",
-                           "needs " + detail::format_bytes(plan.total()) + parts,
-                           "at most " + detail::format_bytes(budget.bytes) + " (" + budget.source +
-                               "); lower M, b_max or the network's width");
+    require_memory_fits(memory_plan(f), f, m_opt.memory_limit_bytes, "ImageClassifierOptions::memory_limit_bytes",
+                        "lower M, b_max or the network's width");
   }
 
   /// What a run of footprint f allocates: the driver's d-vectors, activations and workspace at the largest
@@ -442,28 +381,6 @@ class ImageClassifier {
                          "one batch a worker");
   }
 
-  /// Calls f(first, count, sub-batches) for runs of consecutive workers whose part `part` of `parts` has one
-  /// size: all workers at once when their batches are equal, else one worker a call. The sub-batches are
-  /// part `part` of each worker's batch (the whole batch when parts = 1).
-  template <class F>
-  void for_each_pass(std::span<const IndexSpan> batches, Index part, Index parts, F&& f) const {
-    m_parts.resize(batches.size());
-    bool equal = true;
-    for (std::size_t m = 0; m < batches.size(); ++m) {
-      const auto n = static_cast<Index>(batches[m].size());
-      const Index begin = part * n / parts, end = (part + 1) * n / parts;
-      m_parts[m] = batches[m].subspan(static_cast<std::size_t>(begin), static_cast<std::size_t>(end - begin));
-      equal = equal && batches[m].size() == batches[0].size();
-    }
-    const std::span<const IndexSpan> all(m_parts);
-    const auto workers = static_cast<Index>(batches.size());
-    if (equal) {
-      f(0, workers, all);
-    } else {
-      for (Index m = 0; m < workers; ++m) f(m, 1, all.subspan(static_cast<std::size_t>(m), 1));
-    }
-  }
-
   void prepare_running(Index workers) const {
     detail::RunningStatistics<T>& r = *m_running;
     if (r.workers == workers) return;
@@ -557,45 +474,6 @@ class ImageClassifier {
   std::shared_ptr<detail::RunningStatistics<T>> m_running;
   mutable std::vector<IndexSpan> m_parts;     // the sub-batches of a pass (no allocation after the first)
   mutable std::vector<double> m_part_losses;  // micro-batch losses (not reported)
-};
-
-/// One evaluation of the shared model (EvaluationObserver).
-struct EvaluationRecord {
-  Index step = 0, round = 0, samples = 0;
-  double loss = 0.0, accuracy = 0.0;
-};
-
-/// An observer that evaluates the shared model on a held-out set at every `every`-th global sync and at the end
-/// of the run (docs/nn.md §Image classifier).
-template <class T>
-class EvaluationObserver {
- public:
-  EvaluationObserver(const ImageClassifier<T>& obj, const DeviceImages<T>& set, Index every = 1)
-      : m_obj(&obj), m_set(&set), m_every(every) {
-    lgm::detail::require(every >= 1, "evaluation every", every, "an integer >= 1 (global syncs)");
-  }
-
-  void on_sync(const lgm::RunState& s) {
-    if (s.scope != lgm::SyncScope::global || ++m_syncs % m_every != 0) return;
-    record(s);
-  }
-  void on_end(const lgm::RunState& s) {
-    if (m_records.empty() || m_records.back().step != s.metrics.steps) record(s);
-  }
-
-  const std::vector<EvaluationRecord>& records() const noexcept { return m_records; }
-
- private:
-  void record(const lgm::RunState& s) {
-    const auto e = m_obj->evaluate(s.shared_point, *m_set);
-    m_records.push_back({s.metrics.steps, s.round, s.metrics.samples, e.loss, e.accuracy});
-  }
-
-  const ImageClassifier<T>* m_obj;
-  const DeviceImages<T>* m_set;
-  Index m_every;
-  Index m_syncs = 0;
-  std::vector<EvaluationRecord> m_records;
 };
 
 }  // namespace lgm::gpu::nn

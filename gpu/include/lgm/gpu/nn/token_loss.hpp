@@ -17,18 +17,25 @@ struct TokenXentFn {
   T* logits;  ///< overwritten by dz when `gradient`
   const Index* targets;
   double* token_loss;
+  double* correct;  ///< 1 when the first arg max is the target; may be null
   Index vocab;
   double scale;
   bool gradient;
   LGM_HD void operator()(Index mn) const {
     T* z = logits + mn * vocab;
     double top = static_cast<double>(z[0]);
-    for (Index v = 1; v < vocab; ++v) top = static_cast<double>(z[v]) > top ? static_cast<double>(z[v]) : top;
+    Index arg = 0;
+    for (Index v = 1; v < vocab; ++v)
+      if (static_cast<double>(z[v]) > top) {
+        top = static_cast<double>(z[v]);
+        arg = v;
+      }
     double sum = 0.0;
     for (Index v = 0; v < vocab; ++v) sum += math::exp(static_cast<double>(z[v]) - top);
     const double log_sum = top + math::log(sum);
     const Index y = targets[mn];
     token_loss[mn] = log_sum - static_cast<double>(z[y]);
+    if (correct != nullptr) correct[mn] = arg == y ? 1.0 : 0.0;
     if (!gradient) return;
     for (Index v = 0; v < vocab; ++v)
       z[v] = static_cast<T>(scale * (math::exp(static_cast<double>(z[v]) - log_sum) - (v == y ? 1.0 : 0.0)));
@@ -37,15 +44,16 @@ struct TokenXentFn {
 
 }  // namespace detail
 
-/// Per-token losses of every replica (token_loss: replicas · tokens doubles); with `gradient`, the logits are
-/// replaced by ∂(mean loss of the replica)/∂logits. Targets must lie in [0, vocab) (checked by the data layer).
+/// Per-token losses of every replica (token_loss: replicas · tokens doubles) and, unless null, arg-max hits;
+/// with `gradient`, the logits are replaced by ∂(mean loss of the replica)/∂logits. Targets must lie in
+/// [0, vocab) (checked by the data layer).
 template <class T>
 void token_xent(const Exec& exec, const TokenShape& logits_shape, T* logits, const Index* targets, double* token_loss,
-                bool gradient) {
+                bool gradient, double* correct = nullptr) {
   lgm::detail::require(logits_shape.features >= 2, "token_xent (vocabulary)", logits_shape.features,
                        "at least 2 logits a token");
   detail::for_each_index(exec, logits_shape.replicas * logits_shape.tokens(),
-                         detail::TokenXentFn<T>{logits, targets, token_loss, logits_shape.features,
+                         detail::TokenXentFn<T>{logits, targets, token_loss, correct, logits_shape.features,
                                                 1.0 / static_cast<double>(logits_shape.tokens()), gradient});
 }
 
