@@ -16,6 +16,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -444,6 +445,45 @@ TEST_CASE("AdamW keeps one step count per worker and decays x decoupled from g")
   for (Index i = 0; i < kDim; ++i) CHECK(x(i) == doctest::Approx(2.0 * (1.0 - 0.1 * 0.5)).epsilon(1e-15));
 }
 
+TEST_CASE("AdamW's decay mask decays exactly the masked coordinates; clipping scales g by min(1, c/(|g| + 1e-6))") {
+  Vector mask(kDim);
+  for (Index i = 0; i < kDim; ++i) mask(i) = i % 2 == 0 ? 1.0 : 0.0;
+  const lgm::AdamW masked{.weight_decay = 0.2, .decay_mask = mask};
+  const lgm::AdamW all{.weight_decay = 0.2}, none{.weight_decay = 0.0};
+  masked.validate();
+  Matrix Xm = random_matrix(kDim, 1, 51), Xa = Xm, Xn = Xm;
+  auto sm = masked.init(kDim, 1), sa = all.init(kDim, 1), sn = none.init(kDim, 1);
+  for (Index k = 0; k < 3; ++k) {
+    const Matrix G = random_matrix(kDim, 1, 60 + static_cast<std::uint64_t>(k));
+    masked.step(sm, 0, Xm.col(0), G.col(0), 0.05);
+    all.step(sa, 0, Xa.col(0), G.col(0), 0.05);
+    none.step(sn, 0, Xn.col(0), G.col(0), 0.05);
+  }
+  for (Index i = 0; i < kDim; ++i) CHECK(Xm(i, 0) == (i % 2 == 0 ? Xa(i, 0) : Xn(i, 0)));  // elementwise: exact
+
+  // clipping to c = 0.5 is the unclipped step on g · c/(‖g‖ + 1e-6); a gradient below c is left alone
+  const lgm::AdamW clipped{.weight_decay = 0.0, .max_grad_norm = 0.5};
+  for (double scale : {10.0, 0.01}) {
+    CAPTURE(scale);
+    const Matrix G = scale * random_matrix(kDim, 1, 70);
+    const double factor = std::min(1.0, 0.5 / (G.col(0).norm() + 1e-6));
+    CHECK((scale > 1.0 ? factor < 1.0 : factor == 1.0));
+    Matrix Xc = random_matrix(kDim, 1, 71), Xh = Xc;
+    auto sc = clipped.init(kDim, 1), sh = none.init(kDim, 1);
+    clipped.step(sc, 0, Xc.col(0), G.col(0), 0.05);
+    const Vector g = factor * G.col(0);
+    none.step(sh, 0, Xh.col(0), g, 0.05);
+    CHECK((Xc - Xh).cwiseAbs().maxCoeff() <= 1e-15);
+  }
+  // a mask of another dimension, or with values other than 0 and 1, is refused naming the field
+  CHECK_THROWS_WITH_AS((void)masked.init(kDim + 1, 1), doctest::Contains("decay_mask (size)"), lgm::ConfigError);
+  Vector half = mask;
+  half(1) = 0.5;
+  CHECK_THROWS_WITH_AS(lgm::AdamW{.decay_mask = half}.validate(), doctest::Contains("decay_mask[1]"), lgm::ConfigError);
+  CHECK_THROWS_WITH_AS(lgm::AdamW{.max_grad_norm = -1.0}.validate(), doctest::Contains("max_grad_norm"),
+                       lgm::ConfigError);
+}
+
 // ================================================================ properties shared by all optimizers
 
 TEST_CASE_TEMPLATE("the result does not depend on the order in which workers step", Opt, lgm::SGD, lgm::HeavyBall,
@@ -483,6 +523,10 @@ TEST_CASE_TEMPLATE("a step does not allocate", Opt, lgm::SGD, lgm::HeavyBall, lg
     CAPTURE(wd);
     Opt opt;
     opt.weight_decay = wd;
+    if constexpr (std::is_same_v<Opt, lgm::AdamW>) {  // and the language-model options
+      opt.max_grad_norm = 1.0;
+      opt.decay_mask = Vector::Ones(kDim);
+    }
     Matrix X = random_matrix(kDim, kWorkers, 41);
     const Matrix G = gradients(0);
     auto state = opt.init(kDim, kWorkers);

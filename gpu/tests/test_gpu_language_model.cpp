@@ -199,7 +199,11 @@ TEST_CASE("language model: the CI-sized GPT learns the fortunes text under Local
   gpu::DeviceCommunicator<float> comm(2, st);
   const Index steps = 400;
   LocalMethod<gpu::DeviceOptimizer<AdamW, float>, ConstantSync, ConstantBatch, WarmupCosineLr, IidSampler> method(
-      {.workers = 2, .max_steps = steps}, gpu::DeviceOptimizer<AdamW, float>(AdamW{.beta2 = 0.99, .weight_decay = 0.1}),
+      {.workers = 2, .max_steps = steps},
+      gpu::DeviceOptimizer<AdamW, float>(AdamW{.beta2 = 0.99,
+                                               .weight_decay = 0.1,
+                                               .decay_mask = nn::decay_mask(obj.network().table()),
+                                               .max_grad_norm = 1.0}),
       ConstantSync{4}, ConstantBatch{8}, WarmupCosineLr{.peak = 2e-3, .warmup = 20, .total = steps}, IidSampler(3));
   const RunResult r = method.run_with(comm, obj, obj.initial_point(1), evals);
   REQUIRE(r.reason == StopReason::budget);

@@ -216,15 +216,18 @@ struct AdamWFn {
   T step_size;              // lr / (1 − β1^t)
   T bias_correction2_sqrt;  // √(1 − β2^t)
   T eps;
+  const T* mask;  // d values, 1 where λ applies; null: everywhere
+  const T* clip;  // a gradient factor per column (global-norm clipping); null: none
+  Index rows;
   LGM_HD void operator()(Index k) const {
-    const T gk = g[k];
+    const T gk = clip != nullptr ? clip[k / rows] * g[k] : g[k];
     const T m1 = beta1 * s1[k] + one_minus_beta1 * gk;
     const T m2 = beta2 * s2[k] + one_minus_beta2 * (gk * gk);
     s1[k] = m1;
     s2[k] = m2;
     T xk = x[k];
     // decoupled decay of the pre-step x
-    if (decay) xk = xk * decay_factor;
+    if (decay && (mask == nullptr || mask[k % rows] != T(0))) xk = xk * decay_factor;
     x[k] = xk - step_size * (m1 / (math::sqrt(m2) / bias_correction2_sqrt + eps));  // addcdiv order
   }
 };
@@ -376,10 +379,12 @@ struct AdamWCoefficients {
 };
 
 /// AdamW (adamw.hpp, docs/optimizers.md §AdamW): s1 ← β1·s1 + (1−β1)·g, s2 ← β2·s2 + (1−β2)·g²,
-/// x ← x(1 − lr·λ) − step_size·s1 / (√s2 / √(1−β2^t) + ε).
+/// x ← x(1 − lr·λ) − step_size·s1 / (√s2 / √(1−β2^t) + ε); the decay only where `mask` (d values) is 1 unless
+/// null, and column m's g scaled by clip[m] first unless null (docs/optimizers.md §Decay mask and clipping).
 template <DeviceScalar T>
 void adamw_step(DeviceMatrixView<T> X, std::type_identity_t<DeviceMatrixView<const T>> G, DeviceMatrixView<T> S1,
-                DeviceMatrixView<T> S2, const AdamWCoefficients& c, StreamHandle s) {
+                DeviceMatrixView<T> S2, const AdamWCoefficients& c, StreamHandle s, const T* mask = nullptr,
+                const T* clip = nullptr) {
   detail::require_same_shape<T>(X, G, "adamw_step (gradient shape)");
   detail::require_same_shape<T>(X, S1, "adamw_step (first moment shape)");
   detail::require_same_shape<T>(X, S2, "adamw_step (second moment shape)");
@@ -388,7 +393,7 @@ void adamw_step(DeviceMatrixView<T> X, std::type_identity_t<DeviceMatrixView<con
       detail::AdamWFn<T>{X.data(), G.data(), S1.data(), S2.data(), static_cast<T>(c.beta1),
                          static_cast<T>(1.0 - c.beta1), static_cast<T>(c.beta2), static_cast<T>(1.0 - c.beta2),
                          static_cast<T>(c.decay_factor), c.weight_decay != 0.0, static_cast<T>(c.step_size),
-                         static_cast<T>(c.bias_correction2_sqrt), static_cast<T>(c.eps)});
+                         static_cast<T>(c.bias_correction2_sqrt), static_cast<T>(c.eps), mask, clip, X.rows()});
 }
 
 }  // namespace lgm::gpu

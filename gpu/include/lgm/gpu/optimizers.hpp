@@ -4,10 +4,12 @@
 // on both backends.
 #pragma once
 
+#include <cmath>
 #include <concepts>
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "lgm/core/error.hpp"
 #include "lgm/core/types.hpp"
@@ -49,6 +51,10 @@ struct DeviceOptimizerState<lgm::AdamW, T> {
   DeviceMatrix<T> exp_avg_sq;  ///< s2, d × M
   /// t: the host keeps one count per worker; step_all advances every worker at once, so they share it.
   Index step = 0;
+  DeviceBuffer<T> decay_mask;  ///< the host's decay_mask (d values), or empty
+  DeviceBuffer<T> clip;        ///< M factors of global-norm clipping (when max_grad_norm > 0)
+  std::vector<double> norms;   ///< M squared gradient norms (host)
+  std::vector<T> clip_host;    ///< M factors (host)
 };
 
 }  // namespace detail
@@ -91,6 +97,17 @@ class DeviceOptimizer {
       state.exp_avg_sq = st.matrix(dim, workers);
       fill_zero(state.exp_avg.view(), st.stream());
       fill_zero(state.exp_avg_sq.view(), st.stream());
+      m_options.require_dim(dim);
+      if (m_options.decay_mask.size() != 0) {
+        std::vector<T> mask(m_options.decay_mask.data(), m_options.decay_mask.data() + dim);
+        state.decay_mask = DeviceBuffer<T>(dim, st.stream());
+        copy_to_device(state.decay_mask.data(), mask.data(), mask.size() * sizeof(T), st.stream());
+      }
+      if (m_options.max_grad_norm > 0.0) {
+        state.clip = DeviceBuffer<T>(workers, st.stream());
+        state.norms.resize(static_cast<std::size_t>(workers));
+        state.clip_host.resize(static_cast<std::size_t>(workers));
+      }
     }
     return state;
   }
@@ -106,9 +123,17 @@ class DeviceOptimizer {
       nesterov_step(X, G, state.momentum.view(), lr, m_options.momentum, m_options.weight_decay, s);
     } else {
       const Index t = ++state.step;
+      const T* clip = nullptr;
+      if (m_options.max_grad_norm > 0.0) {  // column m's factor min(1, c/(‖g_m‖ + 1e-6)), as the host's
+        column_squared_norms(G, state.norms, s);
+        for (std::size_t m = 0; m < state.norms.size(); ++m)
+          state.clip_host[m] = static_cast<T>(m_options.clip_factor(std::sqrt(state.norms[m])));
+        copy_to_device(state.clip.data(), state.clip_host.data(), state.clip_host.size() * sizeof(T), s);
+        clip = state.clip.data();
+      }
       adamw_step(X, G, state.exp_avg.view(), state.exp_avg_sq.view(),
                  AdamWCoefficients::at(lr, m_options.beta1, m_options.beta2, m_options.eps, m_options.weight_decay, t),
-                 s);
+                 s, state.decay_mask.count() > 0 ? state.decay_mask.data() : nullptr, clip);
     }
   }
 

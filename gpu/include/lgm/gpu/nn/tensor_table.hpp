@@ -94,6 +94,15 @@ struct FillRangeFn {
 
 }  // namespace detail
 
+/// AdamW's decay_mask for a table (docs/optimizers.md §Decay mask and clipping): 1 on the tensors that decay
+/// (TensorInfo::decays(decay_all)), 0 on the others and the gaps.
+inline lgm::Vector decay_mask(const TensorTable& table, bool decay_all = false) {
+  lgm::Vector mask = lgm::Vector::Zero(table.dim());
+  for (const TensorInfo& t : table.tensors())
+    if (t.decays(decay_all)) mask.segment(t.offset, t.size).setOnes();
+  return mask;
+}
+
 /// The gradient's values outside every tensor of the table (the alignment gaps) are set to 0 in every replica.
 template <class T>
 void zero_gaps(const Exec& exec, const TensorTable& table, Index replicas, Params<T> g) {
