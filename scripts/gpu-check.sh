@@ -66,12 +66,14 @@ run configure 90 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLGM_W
   -DLGM_SANITIZE=OFF -DLGM_BUILD_EXAMPLES=OFF -DLGM_BUILD_SIMULATOR=OFF -DLGM_BUILD_THEORY=OFF -DLGM_BUILD_BENCH=OFF \
   -DLGM_BUILD_GPU_BENCH=ON -DLGM_WITH_MPI=OFF && configured=1
 built=0
-((configured)) && run build 300 cmake --build "$build" -j "$jobs" --target lgm_gpu_cuda_tests lgm_gpu_bench lgm_nn_bench &&
+((configured)) && run build 300 cmake --build "$build" -j "$jobs" --target lgm_gpu_cuda_tests lgm_gpu_bench lgm_nn_bench lgm_gpt_bench &&
   built=1
 if ((built)); then
-  run tests 150 ctest --test-dir "$build" -R '^(gpu_device_tests|nn_bench_smoke)$' --output-on-failure --timeout 140
+  run tests 150 ctest --test-dir "$build" -R '^(gpu_device_tests|nn_bench_smoke|gpt_bench_smoke)$' --output-on-failure \
+    --timeout 140
   run gpu_bench 120 "$build/gpu/lgm_gpu_bench" --json "$build/gpu_bench.json"
   run nn_bench 150 "$build/gpu/lgm_nn_bench" --json "$build/nn_bench.json"
+  run gpt_bench 90 "$build/gpu/lgm_gpt_bench" --seconds 1
 fi
 
 # ---------------------------------------------------------------- the report
@@ -104,7 +106,7 @@ section() {  # section TITLE LOG [LINES]: the tail of a log in a code block
   done
   if [[ -f $logs/tests.log ]]; then
     echo
-    echo "## Tests (ctest -R 'gpu_device_tests|nn_bench_smoke')"
+    echo "## Tests (ctest -R 'gpu_device_tests|nn_bench_smoke|gpt_bench_smoke')"
     echo
     echo '```'
     grep -E 'tests passed|tests failed|Test +#|\[doctest\] (test cases|assertions)|skipped' "$logs/tests.log" | tail -n 40
@@ -112,6 +114,7 @@ section() {  # section TITLE LOG [LINES]: the tail of a log in a code block
   fi
   section "gpu_bench (lgm_gpu_bench)" "$logs/gpu_bench.log"
   section "nn_bench (lgm_nn_bench)" "$logs/nn_bench.log"
+  section "gpt_bench (lgm_gpt_bench: tokens/s and MFU of the char model and GPT-2 124M)" "$logs/gpt_bench.log"
   for n in configure build tests; do
     if grep -q "^$n|\(failed\|timed\)" <(printf '%s\n' "${steps[@]}"); then
       section "$n log (tail)" "$logs/$n.log" 60
