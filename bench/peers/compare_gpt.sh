@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# lgm's GPT training step against the same model in PyTorch on the CPU (docs/performance.md §Transformer against
-# PyTorch): lgm_gpt_bench_omp and torch_gpt.py bench with the same thread count, shapes and batches, one after the
+# lgm's GPT training step against the same model in PyTorch on the CPU
+# (docs/performance.md §Transformer against PyTorch): lgm_gpt_bench_omp and torch_gpt.py bench with the same thread count, shapes and batches, one after the
 # other; prints both figures and the ratios lgm/PyTorch in tokens/s for
 #   (a) the CI model, b = 16 × 64   (b) the char model, b = 4 × 256   (goal >= 1.0x each)
 #   (c) the CI model, 8 replicas x b = 16 × 64 in one call (goal >= 2x; PyTorch: 8 models in a loop).
