@@ -23,7 +23,7 @@ echo "== benchmark smoke run (the full suite and its figures: docs/performance.m
 echo "== sanitizer build + tests (ASan + UBSan; gpu/ against Debian's Thrust, the release build uses CCCL's)"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DLGM_WERROR=ON -DLGM_SANITIZE=ON -DLGM_HEADER_CHECK=OFF \
       -DLGM_BUILD_EXAMPLES=OFF -DLGM_WITH_CUDA=OFF -DLGM_THRUST_INCLUDE_DIR=/usr/include \
-      -DCMAKE_CXX_FLAGS="-O1" >/dev/null
+      -DCMAKE_CXX_FLAGS="-O1" -DCMAKE_CXX_FLAGS_DEBUG="-g1" >/dev/null  # -g1: line tables for the reports, 40 % less compile
 cmake --build build/asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build/asan --output-on-failure -j "$jobs"
 
