@@ -225,7 +225,7 @@ class ImageClassifier {
   /// otherwise one pass a worker.
   void gradients(DeviceMatrixView<const T> X, std::span<const IndexSpan> batches, DeviceMatrixView<T> G,
                  std::span<double> losses, Workspace& ws) const {
-    require_shapes(X, batches, G);
+    detail::require_gradient_shapes<T>(X, batches, G, dim());
     lgm::detail::require(static_cast<Index>(losses.size()) == X.cols(), "gradients (losses)", losses.size(),
                          "one loss a worker");
     prepare_running(X.cols());
@@ -241,7 +241,7 @@ class ImageClassifier {
   /// gradients() call, batch statistics of the micro-batch alone, no running-statistics update.
   void micro_batch_gradients(DeviceMatrixView<const T> X, std::span<const IndexSpan> batches, Index part, Index parts,
                              DeviceMatrixView<T> G, Workspace& ws) const {
-    require_shapes(X, batches, G);
+    detail::require_gradient_shapes<T>(X, batches, G, dim());
     lgm::detail::require(parts >= 2 && part >= 0 && part < parts, "micro_batches", parts,
                          "an integer >= 2, with 0 <= part < micro_batches");
     lgm::detail::require(ws.m_calls > 0, "micro_batch_gradients", "before any gradients() call",
@@ -345,11 +345,7 @@ class ImageClassifier {
 
   /// evaluate() of a host vector (the driver's shared point).
   Evaluation evaluate(lgm::ConstVectorRef x, const DeviceImages<T>& set) const {
-    lgm::detail::require(x.size() == dim(), "evaluate (x size)", x.size(), "the network's d");
-    std::vector<T> staged(static_cast<std::size_t>(dim()));
-    for (Index k = 0; k < dim(); ++k) staged[static_cast<std::size_t>(k)] = static_cast<T>(x[k]);
-    DeviceBuffer<T> dx(dim(), m_stream);
-    copy_to_device(dx.data(), staged.data(), staged.size() * sizeof(T), m_stream);
+    const DeviceBuffer<T> dx = detail::device_copy<T>(x, dim(), m_stream);
     return evaluate(DeviceVectorView<const T>(dx.data(), dim()), set);
   }
 
@@ -373,13 +369,6 @@ class ImageClassifier {
   }
 
   void fill(T* x, Index n, T value) const { detail::for_each_index(exec(), n, detail::FillFn<T>{x, value}); }
-
-  void require_shapes(DeviceMatrixView<const T> X, std::span<const IndexSpan> batches, DeviceMatrixView<T> G) const {
-    lgm::detail::require(X.rows() == dim() && G.rows() == dim() && G.cols() == X.cols(), "gradients (X rows)", X.rows(),
-                         "the network's d = " + lgm::detail::to_text(dim()) + ", G of the same shape");
-    lgm::detail::require(static_cast<Index>(batches.size()) == X.cols(), "gradients (batches)", batches.size(),
-                         "one batch a worker");
-  }
 
   void prepare_running(Index workers) const {
     detail::RunningStatistics<T>& r = *m_running;

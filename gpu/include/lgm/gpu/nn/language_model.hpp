@@ -123,7 +123,7 @@ class LanguageModel {
   /// losses[m]. Equal batch sizes run as one pass over all replicas; otherwise one pass a worker.
   void gradients(DeviceMatrixView<const T> X, std::span<const IndexSpan> batches, DeviceMatrixView<T> G,
                  std::span<double> losses, Workspace& ws) const {
-    require_shapes(X, batches, G);
+    detail::require_gradient_shapes<T>(X, batches, G, dim());
     lgm::detail::require(static_cast<Index>(losses.size()) == X.cols(), "gradients (losses)", losses.size(),
                          "one loss a worker");
     detail::for_each_pass(batches, 0, 1, m_parts, [&](Index first, Index count, std::span<const IndexSpan> part) {
@@ -136,7 +136,7 @@ class LanguageModel {
   /// docs/batch_rules.md §micro_batch_means) at X into G.
   void micro_batch_gradients(DeviceMatrixView<const T> X, std::span<const IndexSpan> batches, Index part, Index parts,
                              DeviceMatrixView<T> G, Workspace& ws) const {
-    require_shapes(X, batches, G);
+    detail::require_gradient_shapes<T>(X, batches, G, dim());
     lgm::detail::require(parts >= 2 && part >= 0 && part < parts, "micro_batches", parts,
                          "an integer >= 2, with 0 <= part < micro_batches");
     m_part_losses.resize(static_cast<std::size_t>(X.cols()));
@@ -199,11 +199,7 @@ class LanguageModel {
 
   /// evaluate() of a host vector (the driver's shared point).
   Evaluation evaluate(lgm::ConstVectorRef x, const DeviceTokens& set) const {
-    lgm::detail::require(x.size() == dim(), "evaluate (x size)", x.size(), "the network's d");
-    std::vector<T> staged(static_cast<std::size_t>(dim()));
-    for (Index k = 0; k < dim(); ++k) staged[static_cast<std::size_t>(k)] = static_cast<T>(x[k]);
-    DeviceBuffer<T> dx(dim(), m_stream);
-    copy_to_device(dx.data(), staged.data(), staged.size() * sizeof(T), m_stream);
+    const DeviceBuffer<T> dx = detail::device_copy<T>(x, dim(), m_stream);
     return evaluate(DeviceVectorView<const T>(dx.data(), dim()), set);
   }
 
@@ -218,13 +214,6 @@ class LanguageModel {
                              what + " (" + data.source + ")");
     lgm::detail::require(data.count() > m_opt.seq, what + " (" + data.source + ")", data.count(),
                          "more tokens than the window length " + lgm::detail::to_text(m_opt.seq));
-  }
-
-  void require_shapes(DeviceMatrixView<const T> X, std::span<const IndexSpan> batches, DeviceMatrixView<T> G) const {
-    lgm::detail::require(X.rows() == dim() && G.rows() == dim() && G.cols() == X.cols(), "gradients (X rows)", X.rows(),
-                         "the network's d = " + lgm::detail::to_text(dim()) + ", G of the same shape");
-    lgm::detail::require(static_cast<Index>(batches.size()) == X.cols(), "gradients (batches)", batches.size(),
-                         "one batch a worker");
   }
 
   /// The arenas for (replicas, batch windows); reallocated only when a larger plan is needed.

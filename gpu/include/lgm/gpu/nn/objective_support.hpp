@@ -13,6 +13,7 @@
 #include "lgm/core/hooks.hpp"
 #include "lgm/core/types.hpp"
 #include "lgm/gpu/backend.hpp"
+#include "lgm/gpu/storage.hpp"
 #include "lgm/run/metrics.hpp"
 
 namespace lgm::gpu::nn {
@@ -88,6 +89,27 @@ inline void require_memory_fits(const MemoryPlan& plan, const lgm::hooks::RunFoo
 }
 
 namespace detail {
+
+/// X and G are d × M with one batch a worker (the gradients() calls of the network objectives).
+template <class T>
+void require_gradient_shapes(DeviceMatrixView<const T> X, std::span<const IndexSpan> batches, DeviceMatrixView<T> G,
+                             Index dim) {
+  lgm::detail::require(X.rows() == dim && G.rows() == dim && G.cols() == X.cols(), "gradients (X rows)", X.rows(),
+                       "the network's d = " + lgm::detail::to_text(dim) + ", G of the same shape");
+  lgm::detail::require(static_cast<Index>(batches.size()) == X.cols(), "gradients (batches)", batches.size(),
+                       "one batch a worker");
+}
+
+/// A device copy of a host point (the driver's shared point), converted to T; x must have `dim` values.
+template <class T>
+DeviceBuffer<T> device_copy(lgm::ConstVectorRef x, Index dim, StreamHandle stream) {
+  lgm::detail::require(x.size() == dim, "evaluate (x size)", x.size(), "the network's d");
+  std::vector<T> staged(static_cast<std::size_t>(dim));
+  for (Index k = 0; k < dim; ++k) staged[static_cast<std::size_t>(k)] = static_cast<T>(x[k]);
+  DeviceBuffer<T> dx(dim, stream);
+  copy_to_device(dx.data(), staged.data(), staged.size() * sizeof(T), stream);
+  return dx;
+}
 
 /// Calls f(first, count, sub-batches) for runs of consecutive workers whose part `part` of `parts` has one size:
 /// all workers at once when their batches are equal, else one worker a call. The sub-batches (kept in `parts_of`,
