@@ -16,10 +16,12 @@
 #include "lgm/data/fashion_mnist.hpp"
 #include "lgm/gpu/gpu.hpp"
 #include "lgm/gpu/nn/image_classifier.hpp"
+#include "objective_test_util.hpp"
 #include "skip.hpp"
 
 using namespace lgm;
 namespace nn = lgm::gpu::nn;
+using namespace lgm::gpu::testing::objtest;  // NOLINT(google-build-using-namespace): the tests' helpers
 
 namespace {
 
@@ -38,38 +40,6 @@ ClassificationData tiny_images(Index n, std::uint64_t seed) {
 
 nn::ResNet tiny_net() { return nn::ResNet(nn::ResNetSpec::cifar(8, 2, 1, 6, 3)); }
 
-template <class T>
-Vector download(const gpu::DeviceStorage<T>& st, gpu::DeviceMatrixView<const T> X, Index col) {
-  Vector v(X.rows());
-  st.download(X.col(col), v);
-  return v;
-}
-
-/// Runs `steps` of minibatch SGD by hand: each step, the batches the sampler draws for `workers` workers,
-/// concatenated into one batch of the objective `obj` (one replica), x ← x − lr ∇.
-template <class T>
-Vector hand_sgd(const nn::ImageClassifier<T>& obj, const gpu::DeviceStorage<T>& st, const Vector& x0, Index workers,
-                Index b, Index steps, double lr, std::uint64_t seed) {
-  IidSampler sampler(seed);
-  sampler.reset(workers, obj.num_samples());
-  auto X = st.matrix(obj.dim(), 1), G = st.matrix(obj.dim(), 1);
-  st.upload(x0, X.col(0));
-  auto ws = obj.make_workspace();
-  std::vector<Index> all(static_cast<std::size_t>(workers * b));
-  Vector x = x0, g(obj.dim());
-  for (Index k = 0; k < steps; ++k) {
-    for (Index m = 0; m < workers; ++m)
-      sampler.draw(m, k, std::span<Index>(all.data() + m * b, static_cast<std::size_t>(b)));
-    const IndexSpan batch(all.data(), all.size());
-    double loss = 0.0;
-    obj.gradients(X.view(), std::span<const IndexSpan>(&batch, 1), G.view(), std::span<double>(&loss, 1), ws);
-    st.download(G.col(0), g);
-    x -= lr * g;
-    st.upload(x, X.col(0));
-  }
-  return x;
-}
-
 }  // namespace
 
 TEST_CASE("classifier: M = 1 under LocalMethod is plain SGD on the network (double)") {
@@ -81,7 +51,7 @@ TEST_CASE("classifier: M = 1 under LocalMethod is plain SGD on the network (doub
       {.workers = 1, .max_steps = 6}, gpu::DeviceOptimizer<SGD, double>(SGD{}), ConstantSync{3}, ConstantBatch{6},
       ConstantLr{.lr = 0.1}, IidSampler(5));
   const RunResult r = method.run_with(comm, obj, x0);
-  const Vector want = hand_sgd<double>(obj, st, x0, 1, 6, 6, 0.1, 5);
+  const Vector want = by_hand<double>(obj, st, x0, 1, 6, 6, 5, [](Vector& x, const Vector& g) { x -= 0.1 * g; });
   CHECK((r.x - want).cwiseAbs().maxCoeff() <= 1e-12 * std::max(1.0, want.cwiseAbs().maxCoeff()));
   CHECK((r.x - x0).norm() > 0.0);
 }
@@ -98,7 +68,7 @@ TEST_CASE("classifier: H = 1 averaging M gradients is minibatch SGD with batch M
       {.workers = M, .max_steps = 5}, gpu::DeviceOptimizer<SGD, double>(SGD{}), EveryStepSync{}, ConstantBatch{b},
       ConstantLr{.lr = 0.2}, IidSampler(6));
   const RunResult r = method.run_with(comm, obj, x0);
-  const Vector want = hand_sgd<double>(big, st, x0, M, b, 5, 0.2, 6);
+  const Vector want = by_hand<double>(big, st, x0, M, b, 5, 6, [](Vector& x, const Vector& g) { x -= 0.2 * g; });
   CHECK((r.x - want).cwiseAbs().maxCoeff() <= 1e-12 * std::max(1.0, want.cwiseAbs().maxCoeff()));
 }
 
@@ -143,27 +113,6 @@ TEST_CASE("classifier: bad input is refused before the run, naming what is wrong
 }
 
 namespace {
-
-/// The batch IidSampler(seed) gives worker m at step k (what the driver draws).
-std::vector<Index> drawn_batch(std::uint64_t seed, Index workers, Index n, Index m, Index k, Index b) {
-  IidSampler sampler(seed);
-  sampler.reset(workers, n);
-  std::vector<Index> out(static_cast<std::size_t>(b));
-  sampler.draw(m, k, std::span<Index>(out));
-  return out;
-}
-
-/// Mean gradient of `obj` (one replica) at x over `idx`, on the host.
-Vector gradient_on(const nn::ImageClassifier<double>& obj, const gpu::DeviceStorage<double>& st, const Vector& x,
-                   const std::vector<Index>& idx) {
-  auto X = st.matrix(obj.dim(), 1), G = st.matrix(obj.dim(), 1);
-  st.upload(x, X.col(0));
-  auto ws = obj.make_workspace();
-  const IndexSpan batch(idx.data(), idx.size());
-  double loss = 0.0;
-  obj.gradients(X.view(), std::span<const IndexSpan>(&batch, 1), G.view(), std::span<double>(&loss, 1), ws);
-  return download<double>(st, G.view(), 0);
-}
 
 Matrix download_matrix(const gpu::DeviceBuffer<double>& b, Index rows, Index cols) {
   Matrix out(rows, cols);

@@ -15,10 +15,12 @@
 #include "lgm/data/tokens.hpp"
 #include "lgm/gpu/gpu.hpp"
 #include "lgm/gpu/nn/language_model.hpp"
+#include "objective_test_util.hpp"
 #include "skip.hpp"
 
 using namespace lgm;
 namespace nn = lgm::gpu::nn;
+using namespace lgm::gpu::testing::objtest;  // NOLINT(google-build-using-namespace): the tests' helpers
 
 namespace {
 
@@ -35,31 +37,6 @@ TokenData tiny_text(Index n, std::uint64_t seed) {
 }
 
 nn::Gpt tiny_gpt() { return nn::Gpt(nn::GptSpec{2, 2, 16, 8, 128}); }
-
-/// Runs `steps` by hand: each step the windows the sampler draws for `workers` workers as one batch of one
-/// replica, then `update(x, g)`.
-template <class T, class Update>
-Vector by_hand(const nn::LanguageModel<T>& obj, const gpu::DeviceStorage<T>& st, const Vector& x0, Index workers,
-               Index b, Index steps, std::uint64_t seed, Update&& update) {
-  IidSampler sampler(seed);
-  sampler.reset(workers, obj.num_samples());
-  auto X = st.matrix(obj.dim(), 1), G = st.matrix(obj.dim(), 1);
-  st.upload(x0, X.col(0));
-  auto ws = obj.make_workspace();
-  std::vector<Index> all(static_cast<std::size_t>(workers * b));
-  Vector x = x0, g(obj.dim());
-  for (Index k = 0; k < steps; ++k) {
-    for (Index m = 0; m < workers; ++m)
-      sampler.draw(m, k, std::span<Index>(all.data() + m * b, static_cast<std::size_t>(b)));
-    const IndexSpan batch(all.data(), all.size());
-    double loss = 0.0;
-    obj.gradients(X.view(), std::span<const IndexSpan>(&batch, 1), G.view(), std::span<double>(&loss, 1), ws);
-    st.download(G.col(0), g);
-    update(x, g);
-    st.upload(x, X.col(0));
-  }
-  return x;
-}
 
 double max_rel(const Vector& a, const Vector& b) {
   return (a - b).cwiseAbs().maxCoeff() / std::max(1.0, b.cwiseAbs().maxCoeff());
@@ -155,6 +132,63 @@ TEST_CASE("language model: micro-batches and evaluation equal gradients() on the
   CHECK(e.accuracy >= 0.0);
   CHECK(e.accuracy <= 1.0);
   CHECK(e.bits() == doctest::Approx(e.loss / std::log(2.0)));
+}
+
+TEST_CASE("language model: the micro-batch and cross-worker norm tests on the GPT agree with the host formulas") {
+  const Index M = 2, b = 6, parts = 3;
+  const std::uint64_t seed = 13;
+  gpu::DeviceStorage<double> st;
+  const nn::LanguageModel<double> obj(tiny_gpt(), tiny_text(300, 8), st);
+  const Vector x0 = obj.initial_point(8);
+  const NormTest test{.eta = 0.5};
+  {  // micro-batch means: three micro-batches of two windows each
+    NormTestRule rule({.b_min = b, .b_max = 4 * b, .estimator = Estimator::micro_batch_means, .micro_batches = parts},
+                      test);
+    gpu::DeviceCommunicator<double> comm(M, st);
+    LocalMethod<gpu::DeviceOptimizer<SGD, double>, ConstantSync, NormTestRule, ConstantLr, IidSampler> method(
+        {.workers = M, .max_steps = 1}, gpu::DeviceOptimizer<SGD, double>(SGD{}), ConstantSync{4}, rule,
+        ConstantLr{.lr = 0.1}, IidSampler(seed));
+    (void)method.run_with(comm, obj, x0);
+    for (Index m = 0; m < M; ++m) {
+      const auto batch = drawn_batch(seed, M, obj.num_samples(), m, 0, b);
+      const Vector g = gradient_on(obj, st, x0, batch);
+      MicroBatchDeviations dev;
+      for (Index j = 0; j < parts; ++j) {
+        const std::vector<Index> part(batch.begin() + j * b / parts, batch.begin() + (j + 1) * b / parts);
+        dev.add(gradient_on(obj, st, x0, part), static_cast<Index>(part.size()), g, g.squaredNorm());
+      }
+      CHECK(method.batch_rule().last_ratio(m) ==
+            doctest::Approx(test.ratio(micro_batch_means_statistics(dev, g.squaredNorm()))).epsilon(1e-9));
+    }
+  }
+  {  // cross-worker at a sync
+    NormTestRule rule({.b_min = b, .b_max = 64, .estimator = Estimator::cross_worker, .when = TestWhen::sync_steps},
+                      test);
+    gpu::DeviceCommunicator<double> comm(M, st);
+    LocalMethod<gpu::DeviceOptimizer<SGD, double>, ConstantSync, NormTestRule, ConstantLr, IidSampler> method(
+        {.workers = M, .max_steps = 1}, gpu::DeviceOptimizer<SGD, double>(SGD{}), ConstantSync{1}, rule,
+        ConstantLr{.lr = 0.1}, IidSampler(seed));
+    (void)method.run_with(comm, obj, x0);
+    Vector sum = Vector::Zero(obj.dim());
+    double sq = 0.0;
+    for (Index m = 0; m < M; ++m) {
+      const Vector g = gradient_on(obj, st, x0, drawn_batch(seed, M, obj.num_samples(), m, 0, b));
+      sum += g;
+      sq += g.squaredNorm();
+    }
+    BatchStatistics want;
+    want.grad_norm_sq = (sum / static_cast<double>(M)).squaredNorm();
+    want.variance = cross_worker_variance(sq, want.grad_norm_sq, M, static_cast<double>(b)) / static_cast<double>(M);
+    CHECK(method.batch_rule().last_ratio(0) == doctest::Approx(test.ratio(want)).epsilon(1e-9));
+  }
+  {  // per-sample: refused, naming the option
+    gpu::DeviceCommunicator<double> comm(M, st);
+    LocalMethod<gpu::DeviceOptimizer<SGD, double>, ConstantSync, NormTestRule, ConstantLr, IidSampler> method(
+        {.workers = M, .max_steps = 2}, gpu::DeviceOptimizer<SGD, double>(SGD{}), ConstantSync{2},
+        NormTestRule({.b_min = 4, .b_max = 8}), ConstantLr{.lr = 0.1}, IidSampler(1));
+    CHECK_THROWS_WITH_AS(method.run_with(comm, obj, x0), doctest::Contains("micro_batch_means or cross_worker"),
+                         ConfigError);
+  }
 }
 
 TEST_CASE("language model: bad input is refused before the run, naming what is wrong") {
