@@ -8,6 +8,8 @@
 
 #include <thrust/sort.h>
 
+#include <algorithm>
+
 #include "lgm/core/error.hpp"
 #include "lgm/gpu/nn/token.hpp"
 
@@ -52,6 +54,15 @@ struct EmbedKeyFn {
     key[mn] = (mn / tokens) * vocab + tok[mn];
     order[mn] = mn;
   }
+};
+
+/// key[i] = the key of the token order[i] (after the host's sort of `order`, the keys in sorted order).
+struct EmbedSortedKeyFn {
+  const Index* tok;
+  const Index* order;
+  Index* key;
+  Index tokens, vocab;
+  LGM_HD void operator()(Index i) const { key[i] = (order[i] / tokens) * vocab + tok[order[i]]; }
 };
 
 /// First index in sorted[0, n) whose value is ≥ v.
@@ -138,7 +149,14 @@ void embedding_backward(const Exec& exec, const Embedding& emb, const TokenShape
   Index* key = work;
   Index* order = work + all;
   detail::for_each_index(exec, all, detail::EmbedKeyFn{tok, key, order, shape.tokens(), emb.vocab});
+#if LGM_GPU_CUDA
   thrust::stable_sort_by_key(policy(exec.stream), key, key + all, order);
+#else
+  // the host's "device" memory is host memory: std::stable_sort (Thrust 1.17's OpenMP stable_sort_by_key binds a
+  // null reference inside, which UBSan reports), then the keys in the sorted order
+  std::stable_sort(order, order + all, [key](Index a, Index b) { return key[a] < key[b]; });
+  detail::for_each_index(exec, all, detail::EmbedSortedKeyFn{tok, order, key, shape.tokens(), emb.vocab});
+#endif
   const Index rows = shape.replicas * emb.vocab;
   detail::for_each_index(exec, detail::kEmbeddingValueCalls ? rows * emb.features : rows,
                          detail::EmbedTokenGradFn<T>{dy, key, order, dp.data + emb.tokens, dp.stride, all, emb.vocab,
