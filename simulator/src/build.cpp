@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "lgm/data/data.hpp"
+#include "network.hpp"
 
 namespace lgm::sim {
 
@@ -83,6 +84,11 @@ std::string problem_key(const RunConfig& cfg) {
 }
 
 std::shared_ptr<const Problem> build_problem(const RunConfig& cfg) {
+  if (is_network_type(cfg.text("problem.type"))) {
+    auto problem = std::make_shared<Problem>();
+    build_network_problem(cfg, *problem);
+    return problem;
+  }
   std::optional<AnyObjective> train, test;
   std::vector<int> labels;
   std::string description;
@@ -225,7 +231,7 @@ std::shared_ptr<const Problem> build_problem(const RunConfig& cfg) {
       return Vector::Zero(obj.dim());
   });
   return std::make_shared<const Problem>(
-      Problem{std::move(*train), std::move(test), std::move(labels), std::move(description), std::move(x0)});
+      Problem{std::move(train), std::move(test), nullptr, std::move(labels), std::move(description), std::move(x0)});
 }
 
 Index budget_steps(const RunConfig& cfg) {
@@ -417,13 +423,18 @@ ConfiguredMethod build_method(const RunConfig& cfg, const Problem& problem) {
   with_section("sampler", [&] { method.sampler().validate(); });
   with_section("outer", [&] { method.outer_optimizer().validate(); });
   with_section("compute", [&] { method.cost_model().validate(M); });
-  with_objective(problem.train,
-                 [&](const auto& obj) { with_section("run", [&] { method.validate(obj, problem.x0); }); });
+  if (problem.network) {
+    validate_network_method(cfg, method, problem);
+  } else {
+    with_objective(*problem.train,
+                   [&](const auto& obj) { with_section("run", [&] { method.validate(obj, problem.x0); }); });
+  }
   return method;
 }
 
 double measure_seconds_per_sample(const Problem& problem) {
-  return with_objective(problem.train, [&](const auto& obj) {
+  if (problem.network) return measure_network_seconds_per_sample(problem);
+  return with_objective(*problem.train, [&](const auto& obj) {
     constexpr Index b = 64;
     auto ws = obj.make_workspace();
     std::vector<Index> batch(b);

@@ -18,10 +18,13 @@ namespace lgm::sim {
 /// The objectives the simulator runs (docs/problems.md).
 using AnyObjective = std::variant<Quadratic, LeastSquares, Logistic, NonconvexLogistic, Softmax, Mlp>;
 
-/// A loaded problem, shared by every run whose [problem] section is the same.
+class NetworkProblem;  // network.hpp: a ResNet or GPT objective on a device (or Thrust's OpenMP system)
+
+/// A loaded problem, shared by every run whose [problem] section is the same: a host objective, or a network.
 struct Problem {
-  AnyObjective train;
-  std::optional<AnyObjective> test;  ///< same alternative as `train` (real data with a test split)
+  std::optional<AnyObjective> train;              ///< the host objective; empty for a network
+  std::optional<AnyObjective> test;               ///< same alternative as `train` (real data with a test split)
+  std::shared_ptr<const NetworkProblem> network;  ///< problem.type = resnet or gpt
   std::vector<int> labels;           ///< class of each training sample (binary: 0/1); empty for regression
   std::string description;           ///< one line: model, data, N, d
   Vector x0;                         ///< the starting point of every worker

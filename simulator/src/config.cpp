@@ -243,10 +243,13 @@ struct Schema {
     boolean("run.eval_every_round", false, "evaluate at every round instead of eval_points rounds");
 
     choice("problem.type", "logistic",
-           {"quadratic", "least_squares", "logistic", "nonconvex_logistic", "softmax", "mlp"}, "objective");
-    choice("problem.data", "synthetic", {"synthetic", "fashion_mnist", "libsvm"}, "where the samples come from");
+           {"quadratic", "least_squares", "logistic", "nonconvex_logistic", "softmax", "mlp", "resnet", "gpt"},
+           "objective (resnet, gpt: networks, docs/simulator.md §Networks)");
+    choice("problem.data", "synthetic", {"synthetic", "fashion_mnist", "libsvm", "cifar10", "fortunes", "text"},
+           "where the samples come from (cifar10: resnet; fortunes, text: gpt)");
     text("problem.path", "", "a path (\"\" = default)",
-         "dataset directory for fashion_mnist (\"\" = /usr/share/datasets/fashion-mnist); training file for libsvm");
+         "dataset directory for fashion_mnist (\"\" = /usr/share/datasets/fashion-mnist) and cifar10 (required); "
+         "training file for libsvm; the text file for text; fortunes directory (\"\" = /usr/share/games/fortunes)");
     text("problem.test_path", "", "a path (\"\" = none)", "libsvm test file (optional)");
     integer("problem.train_limit", 0, 0, none, "real data: use the first n training samples (0 = all)");
     integer("problem.test_limit", 0, 0, none, "real data: use the first n test samples (0 = all)");
@@ -266,7 +269,25 @@ struct Schema {
     number("problem.signal", 2.0, 0, open, none, closed,
            "norm of the teacher parameter of synthetic logistic data (larger: cleaner labels)");
     number("problem.separation", 2.0, 0, open, none, closed, "norm of the class means of synthetic softmax / mlp data");
-    integer("problem.seed", 0, 0, none, "seed of the synthetic data and of the mlp's initial point");
+    integer("problem.seed", 0, 0, none,
+            "seed of the synthetic data and of the initial point of the mlp and the networks (and of augmentation)");
+    choice("problem.device", "cpu", {"cpu", "cuda"},
+           "resnet, gpt: where the network runs (cpu: Thrust's OpenMP system; cuda: needs a CUDA build and a GPU)");
+    integer("problem.depth", 20, 8, 1000, "resnet: 6n + 2 (8, 14, 20, 32, 44, 56, ...), or 18 for ResNet-18");
+    integer("problem.width", 0, 0, 65536,
+            "resnet: channels of the first stage (0 = 16; ResNet-18: 64); gpt: features of the residual stream "
+            "(0 = 64)");
+    integer("problem.layers", 2, 1, 1000, "gpt: transformer blocks");
+    integer("problem.heads", 2, 1, 1024, "gpt: attention heads (divide problem.width)");
+    integer("problem.context", 64, 2, 65536, "gpt: positions of a training window (the model's context)");
+    choice("problem.bn_sync", "not_averaged", {"not_averaged", "averaged", "recomputed"},
+           "resnet: batch-norm running statistics at a sync (recomputed: on the shared model before evaluation)");
+    boolean("problem.augment", false, "resnet on cifar10: random crop (padding 4) and horizontal flip");
+    number("problem.val_fraction", 0.1, 0, open, 1, open, "gpt: the last fraction of the token stream validates");
+    integer("problem.eval_samples", 1000, 1, e9,
+            "resnet, gpt: training images (windows) the training loss is evaluated on (evenly spaced)");
+    boolean("problem.decay_all", false,
+            "resnet, gpt with adamw: weight decay on every tensor (default: not on norm parameters and biases)");
 
     choice("optimizer.type", "sgd", {"sgd", "heavy_ball", "nesterov", "adamw"}, "local optimizer");
     number("optimizer.lr", 0.1, 0, open, none, closed, "peak learning rate");
@@ -679,6 +700,34 @@ bool RunConfig::is_given(std::string_view key) const {
 namespace detail {
 
 /// The cross-key rules; `where` qualifies the key in messages (e.g. the run's name).
+/// The networks' data and shapes (docs/simulator.md §Networks).
+void check_network_keys(const RunConfig& rc, const std::string& w) {
+  const std::string type = rc.text("problem.type"), data = rc.text("problem.data");
+  const bool image_data = data == "fashion_mnist" || data == "cifar10";
+  const bool text_data = data == "fortunes" || data == "text";
+  if (type == "resnet" && !image_data)
+    throw ConfigError("problem.data" + w, toml_string(data), "fashion_mnist or cifar10 for problem.type = \"resnet\"");
+  if (type == "gpt" && !text_data)
+    throw ConfigError("problem.data" + w, toml_string(data), "fortunes or text for problem.type = \"gpt\"");
+  if (type != "resnet" && type != "gpt" && (image_data && data != "fashion_mnist"))
+    throw ConfigError("problem.data" + w, toml_string(data), "synthetic, fashion_mnist or libsvm for problem.type = " +
+                                                                 toml_string(type) + " (cifar10 is resnet's)");
+  if (type != "gpt" && text_data)
+    throw ConfigError("problem.data" + w, toml_string(data), "fortunes or text only with problem.type = \"gpt\"");
+  if ((data == "cifar10" || data == "text") && rc.text("problem.path").empty())
+    throw ConfigError("problem.path" + w, "\"\"",
+                      data == "cifar10" ? "the directory holding data_batch_1.bin ... test_batch.bin (CIFAR-10 binary)"
+                                        : "the text file to train on (problem.data = \"text\")");
+  const Index depth = rc.integer("problem.depth");
+  if (type == "resnet" && depth != 18 && (depth - 2) % 6 != 0)
+    throw ConfigError("problem.depth" + w, std::to_string(depth),
+                      "6n + 2 for n >= 1 (8, 14, 20, 32, 44, 56, ...) or 18 (ResNet-18)");
+  const Index width = rc.integer("problem.width") > 0 ? rc.integer("problem.width") : 64;
+  if (type == "gpt" && width % rc.integer("problem.heads") != 0)
+    throw ConfigError("problem.heads" + w, std::to_string(rc.integer("problem.heads")),
+                      "a divisor of problem.width = " + std::to_string(width));
+}
+
 void check_cross_keys(const RunConfig& rc, std::string_view where) {
   const std::string w(where);
   auto n = [](Index i) { return std::to_string(i); };
@@ -714,6 +763,8 @@ void check_cross_keys(const RunConfig& rc, std::string_view where) {
   if (stragglers > workers)
     throw ConfigError("compute.stragglers" + w, n(stragglers),
                       "an integer in [0, run.workers] = [0, " + n(workers) + "]");
+
+  check_network_keys(rc, w);
 
   const double mu = rc.number("problem.mu"), L = rc.number("problem.L");
   if (rc.text("problem.type") == "quadratic" && L < mu)
@@ -790,7 +841,8 @@ const std::vector<NoEffectRule>& rules() {
       r.push_back({std::move(key), std::move(value), std::move(same_as), std::move(f)});
     };
     const std::vector<std::string> adaptive = {"norm", "inner_product", "augmented_inner_product"};
-    const std::vector<std::string> real = {"fashion_mnist", "libsvm"};
+    const std::vector<std::string> real = {"fashion_mnist", "libsvm", "cifar10", "fortunes", "text"};
+    const std::vector<std::string> networks = {"resnet", "gpt"};
 
     when("run.eval_points", [](const RunConfig& rc) -> Clause {
       if (!rc.flag("run.eval_every_round")) return std::nullopt;
@@ -799,20 +851,38 @@ const std::vector<NoEffectRule>& rules() {
 
     unless("problem.path", "problem.data", real);
     unless("problem.test_path", "problem.data", {"libsvm"});
-    unless("problem.train_limit", "problem.data", real);
-    unless("problem.test_limit", "problem.data", real);
+    const std::vector<std::string> sample_sets = {"fashion_mnist", "libsvm", "cifar10"};
+    unless("problem.train_limit", "problem.data", sample_sets);
+    unless("problem.test_limit", "problem.data", sample_sets);
     when("problem.test_limit", [](const RunConfig& rc) -> Clause {
       if (rc.text("problem.data") != "libsvm" || !rc.text("problem.test_path").empty()) return std::nullopt;
       return "with problem.data = \"libsvm\" and no problem.test_path (there is no test set)";
     });
-    unless("problem.bias", "problem.data", real);
+    unless("problem.bias", "problem.data", {"fashion_mnist", "libsvm"});
+    unless("problem.bias", "problem.type", {"logistic", "nonconvex_logistic", "softmax", "mlp"});
     for (const char* key : {"problem.N", "problem.d"}) unless(key, "problem.data", {"synthetic"});
     unless("problem.classes", "problem.type", {"softmax", "mlp"});
     unless("problem.classes", "problem.data", {"synthetic"});
     unless("problem.hidden", "problem.type", {"mlp"});
+    unless("problem.device", "problem.type", networks);
+    unless("problem.eval_samples", "problem.type", networks);
+    unless("problem.width", "problem.type", networks);
+    for (const char* key : {"problem.depth", "problem.bn_sync"}) unless(key, "problem.type", {"resnet"});
+    for (const char* key : {"problem.layers", "problem.heads", "problem.context", "problem.val_fraction"})
+      unless(key, "problem.type", {"gpt"});
+    unless("problem.augment", "problem.data", {"cifar10"});
+    when("problem.decay_all", [](const RunConfig& rc) -> Clause {
+      if (one_of(rc.text("problem.type"), {"resnet", "gpt"}) && rc.text("optimizer.type") == "adamw")
+        return std::nullopt;
+      return "with " + text_is(rc, "problem.type") + " and " + text_is(rc, "optimizer.type") +
+             " (the decay mask is AdamW's on networks)";
+    });
     when("problem.lambda", [](const RunConfig& rc) -> Clause {
-      if (rc.text("problem.type") != "quadratic") return std::nullopt;
-      return "with " + text_is(rc, "problem.type") + " (it has no regularizer)";
+      if (rc.text("problem.type") == "quadratic")
+        return "with " + text_is(rc, "problem.type") + " (it has no regularizer)";
+      if (one_of(rc.text("problem.type"), {"resnet", "gpt"}))
+        return "with " + text_is(rc, "problem.type") + " (networks are regularized by optimizer.weight_decay)";
+      return std::nullopt;
     });
     for (const char* key : {"problem.mu", "problem.L"}) unless(key, "problem.type", {"quadratic"});
     for (const char* key : {"problem.condition", "problem.rank"}) unless(key, "problem.type", {"least_squares"});
@@ -822,7 +892,8 @@ const std::vector<NoEffectRule>& rules() {
     unless("problem.separation", "problem.type", {"softmax", "mlp"});
     unless("problem.separation", "problem.data", {"synthetic"});
     when("problem.seed", [](const RunConfig& rc) -> Clause {
-      if (rc.text("problem.data") == "synthetic" || rc.text("problem.type") == "mlp") return std::nullopt;
+      if (rc.text("problem.data") == "synthetic" || one_of(rc.text("problem.type"), {"mlp", "resnet", "gpt"}))
+        return std::nullopt;
       return "with " + text_is(rc, "problem.data") + " and " + text_is(rc, "problem.type") +
              " (it seeds synthetic data and the mlp's initial point)";
     });

@@ -186,6 +186,19 @@ MemoryPlan plan_problem_memory(const RunConfig& cfg) {
   const std::vector<std::string> nd_values{text_of(N), text_of(d)};
   const bool convex_optimum = cfg.number("problem.lambda") > 0.0;
 
+  if (data == "cifar10") {
+    const double limit_train = static_cast<double>(cfg.integer("problem.train_limit"));
+    const double limit_test = static_cast<double>(cfg.integer("problem.test_limit"));
+    const double n = (limit_train > 0 ? std::min(limit_train, 50000.0) : 50000.0) +
+                     (limit_test > 0 ? std::min(limit_test, 10000.0) : 10000.0);
+    // the images as floats, as doubles for the objective's upload, and once more on the device (floats)
+    plan.items.push_back(item("CIFAR-10 images (3072 values each) as floats, doubles and device floats",
+                              {"problem.train_limit", "problem.test_limit"},
+                              {text_of(cfg.integer("problem.train_limit")), text_of(cfg.integer("problem.test_limit"))},
+                              n * 3072.0 * (4 + kDouble + 4)));
+    return plan;
+  }
+  if (data == "fortunes" || data == "text") return plan;  // a text file: a few MiB, known only once read
   if (data == "fashion_mnist") {
     const auto limited = [](Index limit, double all) {
       return limit > 0 ? std::min(static_cast<double>(limit), all) : all;
@@ -255,7 +268,19 @@ MemoryPlan plan_run_memory(const RunConfig& cfg, const Problem& problem) {
   const bool adaptive = cfg.text("batch.type") != "constant";
   const Index b_max = adaptive ? std::max(cfg.integer("batch.b"), cfg.integer("batch.b_max")) : cfg.integer("batch.b");
   const std::string b_key = adaptive ? "batch.b_max" : "batch.b";
-  const auto [D, N] = with_objective(problem.train, [](const auto& o) {
+  if (problem.network) {
+    // the network objective states its own plan (parameters, optimizer state, arenas at the largest batch)
+    // and the driver checks it before the first step (docs/nn.md §Memory plan); here only the records
+    const double steps = static_cast<double>(budget_steps(cfg));
+    plan.items.push_back(item("round records kept for the plots, at most one per step",
+                              {"run.max_steps", "run.max_samples"},
+                              {text_of(cfg.integer("run.max_steps")), text_of(cfg.integer("run.max_samples"))},
+                              kRecordBytes * steps));
+    (void)M;
+    (void)b_max;
+    return plan;
+  }
+  const auto [D, N] = with_objective(*problem.train, [](const auto& o) {
     return std::pair<double, double>(static_cast<double>(o.dim()), static_cast<double>(o.num_samples()));
   });
   const double N_test =

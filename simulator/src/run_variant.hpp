@@ -8,6 +8,7 @@
 #include <cmath>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <new>
 #include <optional>
 #include <span>
@@ -140,30 +141,15 @@ std::optional<double> test_accuracy(const Obj& test, ConstVectorRef x) {
   }
 }
 
-/// The observer of one run: a RoundRecord per sync, evaluated at `eval_points` rounds evenly spaced in the
-/// budget and at the last round. A record is held back one round, so that the last one can be evaluated at
-/// the end whatever stopped the run.
+/// What the observer of a host objective evaluates at the shared point: F and ‖∇F‖² over the training set,
+/// F − F* where F* is known, and the test set's loss and accuracy.
 template <class Obj>
-class RoundObserver {
+class HostEvaluation {
  public:
-  RoundObserver(const RunConfig& cfg, const Obj& train, const Obj* test, const Problem& problem,
-                ConfiguredMethod& method, RunEnv& env)
-      : m_cfg(cfg),
-        m_train(train),
-        m_test(test),
-        m_cost(&method.cost_model()),
-        m_env(env),
-        m_eval(train, method.options().threads),
-        m_test_eval(test ? std::optional<Evaluator<Obj>>(std::in_place, *test, method.options().threads)
-                         : std::nullopt),
-        m_start(std::chrono::steady_clock::now()) {
-    // F(x0) on every rank (the same data everywhere), so every rank stops at the same sync
-    m_divergence_bound = kDivergenceFactor * std::max(1.0, std::abs(m_eval(problem.x0, false).first));
-    m_every_round = cfg.flag("run.eval_every_round");
-    const Index points = cfg.integer("run.eval_points");
-    m_by_samples = cfg.integer("run.max_samples") > 0;
-    m_budget = m_by_samples ? cfg.integer("run.max_samples") : cfg.integer("run.max_steps");
-    m_interval = std::max<double>(1.0, static_cast<double>(m_budget) / static_cast<double>(points));
+  HostEvaluation(const Obj& train, const Obj* test, int threads)
+      : m_test(test),
+        m_eval(std::make_unique<Evaluator<Obj>>(train, threads)),
+        m_test_eval(test ? std::make_unique<Evaluator<Obj>>(*test, threads) : nullptr) {
     if constexpr (HasKnownOptimum<Obj>) {
       if constexpr (requires { train.has_optimum(); }) {
         if (train.has_optimum()) m_fstar = train.optimal_value();
@@ -171,6 +157,48 @@ class RoundObserver {
         m_fstar = train.optimal_value();
       }
     }
+  }
+
+  /// F(x): the scale of the divergence bound.
+  double loss(ConstVectorRef x) { return (*m_eval)(x, false).first; }
+
+  void evaluate(RoundRecord& r, ConstVectorRef x) {
+    const auto [loss, gsq] = (*m_eval)(x, true);
+    r.loss = loss;
+    r.grad_norm_sq = gsq;
+    if (m_fstar) r.subopt = loss - *m_fstar;
+    if (m_test) {
+      r.test_loss = (*m_test_eval)(x, false).first;
+      r.test_accuracy = test_accuracy(*m_test, x);
+    }
+  }
+
+ private:
+  const Obj* m_test;
+  std::unique_ptr<Evaluator<Obj>> m_eval, m_test_eval;
+  std::optional<double> m_fstar;
+};
+
+/// The observer of one run: a RoundRecord per sync, evaluated at `eval_points` rounds evenly spaced in the
+/// budget and at the last round. A record is held back one round, so that the last one can be evaluated at
+/// the end whatever stopped the run.
+template <class Evaluation>
+class RoundObserver {
+ public:
+  RoundObserver(const RunConfig& cfg, Evaluation evaluation, ConstVectorRef x0, const MultiNetworkCost& cost,
+                RunEnv& env)
+      : m_cfg(cfg),
+        m_cost(&cost),
+        m_env(env),
+        m_evaluation(std::move(evaluation)),
+        m_start(std::chrono::steady_clock::now()) {
+    // F(x0) on every rank (the same data everywhere), so every rank stops at the same sync
+    m_divergence_bound = kDivergenceFactor * std::max(1.0, std::abs(m_evaluation.loss(x0)));
+    m_every_round = cfg.flag("run.eval_every_round");
+    const Index points = cfg.integer("run.eval_points");
+    m_by_samples = cfg.integer("run.max_samples") > 0;
+    m_budget = m_by_samples ? cfg.integer("run.max_samples") : cfg.integer("run.max_steps");
+    m_interval = std::max<double>(1.0, static_cast<double>(m_budget) / static_cast<double>(points));
   }
 
   bool on_sync(const RunState& s) {
@@ -282,15 +310,8 @@ class RoundObserver {
 
   void evaluate(RoundRecord& r, ConstVectorRef x) {
     if (!m_env.evaluate || !x.allFinite()) return;
-    const auto [loss, gsq] = m_eval(x, true);
-    r.loss = loss;
-    r.grad_norm_sq = gsq;
-    if (m_fstar) r.subopt = loss - *m_fstar;
-    if (m_test) {
-      r.test_loss = (*m_test_eval)(x, false).first;
-      r.test_accuracy = test_accuracy(*m_test, x);
-    }
-    m_last_loss = loss;
+    m_evaluation.evaluate(r, x);
+    m_last_loss = r.loss;
   }
 
   /// Writes the held-back record; at the end, evaluates it first if it was not.
@@ -305,17 +326,14 @@ class RoundObserver {
   }
 
   const RunConfig& m_cfg;
-  const Obj& m_train;
-  const Obj* m_test;
   const MultiNetworkCost* m_cost;
   RunEnv& m_env;
-  Evaluator<Obj> m_eval;
-  std::optional<Evaluator<Obj>> m_test_eval;
+  Evaluation m_evaluation;
   std::chrono::steady_clock::time_point m_start;
   bool m_every_round = false, m_by_samples = true;
   Index m_budget = 0;
   double m_interval = 1.0, m_next_eval = 0.0;
-  std::optional<double> m_fstar, m_last_loss;
+  std::optional<double> m_last_loss;
   std::optional<RoundRecord> m_pending, m_next, m_last;
   Metrics m_end_metrics;
   Metrics m_seen;
@@ -345,21 +363,15 @@ inline std::string failure_message(const std::exception_ptr& error, Index round,
 
 }  // namespace detail
 
-/// Runs one configured variant on objective `train` and returns its summary. A run that ends with an exception
-/// (an allocation failure, a write failure) is `failed`, with the counters of its last round; under the MPI
-/// engine with several ranks the exception is rethrown (runner.cpp ends every rank).
-template <class Obj>
-VariantSummary run_variant(const Obj& train, const Obj* test, const Problem& problem, const RunConfig& cfg,
-                           ConfiguredMethod& method, RunEnv& env) {
-  RoundObserver<Obj> observer(cfg, train, test, problem, method, env);
+/// The summary of a run that `run()` performs under `observer` (host and network runs alike); `cost` is the
+/// method's cost model.
+template <class Observer, class Run>
+VariantSummary observe_run(const RunConfig& cfg, const MultiNetworkCost& cost, RunEnv& env, Observer& observer,
+                           Run&& run) {
   RunResult result;
   std::exception_ptr error;
   try {
-#if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
-    result = env.mpi ? method.run_with(*env.mpi, train, problem.x0, observer) : method.run(train, problem.x0, observer);
-#else
-    result = method.run(train, problem.x0, observer);
-#endif
+    result = run();
   } catch (...) {
 #if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
     if (env.mpi && env.mpi->ranks() > 1) throw;
@@ -405,8 +417,8 @@ VariantSummary run_variant(const Obj& train, const Obj* test, const Problem& pro
   s.samples = result.metrics.samples;
   s.bytes = result.metrics.bytes;
   s.sim_time_s = result.metrics.sim_time_s;
-  s.sim_time_10g_s = result.metrics.compute_time_s + method.cost_model().other_comm_seconds(0);
-  s.sim_time_100g_s = result.metrics.compute_time_s + method.cost_model().other_comm_seconds(1);
+  s.sim_time_10g_s = result.metrics.compute_time_s + cost.other_comm_seconds(0);
+  s.sim_time_100g_s = result.metrics.compute_time_s + cost.other_comm_seconds(1);
   s.wall_time_s = observer.wall_seconds();
 #if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
   if (env.mpi) {
@@ -427,6 +439,23 @@ VariantSummary run_variant(const Obj& train, const Obj* test, const Problem& pro
     }
   }
   return s;
+}
+
+/// Runs one configured variant on objective `train` and returns its summary. A run that ends with an exception
+/// (an allocation failure, a write failure) is `failed`, with the counters of its last round; under the MPI
+/// engine with several ranks the exception is rethrown (runner.cpp ends every rank).
+template <class Obj>
+VariantSummary run_variant(const Obj& train, const Obj* test, const Problem& problem, const RunConfig& cfg,
+                           ConfiguredMethod& method, RunEnv& env) {
+  RoundObserver<HostEvaluation<Obj>> observer(cfg, HostEvaluation<Obj>(train, test, method.options().threads),
+                                              problem.x0, method.cost_model(), env);
+  return observe_run(cfg, method.cost_model(), env, observer, [&] {
+#if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
+    return env.mpi ? method.run_with(*env.mpi, train, problem.x0, observer) : method.run(train, problem.x0, observer);
+#else
+    return method.run(train, problem.x0, observer);
+#endif
+  });
 }
 
 /// One declaration per objective; each is defined in its own generated translation unit.

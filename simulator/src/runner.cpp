@@ -16,6 +16,7 @@
 
 #include "build.hpp"
 #include "memory_plan.hpp"
+#include "network.hpp"
 #include "progress.hpp"
 #include "run_variant.hpp"
 
@@ -231,7 +232,8 @@ void agree_on_configuration([[maybe_unused]] ExperimentConfig& experiment,
 }
 
 VariantSummary run_one(const RunConfig& cfg, PreparedRun& run, RunEnv& env) {
-  return with_objective(run.problem->train, [&](const auto& train) {
+  if (run.problem->network) return run_network_variant(*run.problem, cfg, *run.method, env);
+  return with_objective(*run.problem->train, [&](const auto& train) {
     using Obj = std::decay_t<decltype(train)>;
     const Obj* test = run.problem->test ? std::get_if<Obj>(&*run.problem->test) : nullptr;
     return run_variant<Obj>(train, test, *run.problem, cfg, *run.method, env);

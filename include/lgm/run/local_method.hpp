@@ -230,6 +230,15 @@ class LocalMethod {
 
 namespace detail {
 
+/// d × M blocks of optimizer state (the memory plan): a run-time choice says so itself (state_field_count()).
+template <class Opt>
+Index state_field_count(const Opt& opt) {
+  if constexpr (requires { opt.state_field_count(); })
+    return opt.state_field_count();
+  else
+    return static_cast<Index>(Opt::state_fields.size());
+}
+
 /// The optimizer state of `workers` replicas: host optimizers allocate it themselves, device ones in `store`.
 template <class Opt, class Storage>
 auto init_optimizer_state(const Opt& opt, Index d, Index workers, const Storage& store) {
@@ -719,7 +728,7 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
   validate(obj, x0);
   if constexpr (hooks::HasRequireMemory<Obj>) {  // before anything large is allocated (docs/nn.md §Memory plan)
     const Index local = comm.local_size();
-    const auto fields = static_cast<Index>(Opt::state_fields.size());
+    const Index fields = detail::state_field_count(m_opt);
     obj.require_memory({.local_workers = local,
                         .max_batch = m_batch.max_batch_size(),
                         .replica_columns = (4 + fields) * local + 4});  // X, G, 2M + 2 scratch, x_sync, mean
