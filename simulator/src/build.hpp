@@ -25,9 +25,9 @@ struct Problem {
   std::optional<AnyObjective> train;              ///< the host objective; empty for a network
   std::optional<AnyObjective> test;               ///< same alternative as `train` (real data with a test split)
   std::shared_ptr<const NetworkProblem> network;  ///< problem.type = resnet or gpt
-  std::vector<int> labels;           ///< class of each training sample (binary: 0/1); empty for regression
-  std::string description;           ///< one line: model, data, N, d
-  Vector x0;                         ///< the starting point of every worker
+  std::vector<int> labels;                        ///< class of each training sample (binary: 0/1); empty for regression
+  std::string description;                        ///< one line: model, data, N, d
+  Vector x0;                                      ///< the starting point of every worker
 };
 
 /// The [problem] section as text: runs with equal keys share one loaded problem.

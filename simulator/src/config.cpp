@@ -710,8 +710,9 @@ void check_network_keys(const RunConfig& rc, const std::string& w) {
   if (type == "gpt" && !text_data)
     throw ConfigError("problem.data" + w, toml_string(data), "fortunes or text for problem.type = \"gpt\"");
   if (type != "resnet" && type != "gpt" && (image_data && data != "fashion_mnist"))
-    throw ConfigError("problem.data" + w, toml_string(data), "synthetic, fashion_mnist or libsvm for problem.type = " +
-                                                                 toml_string(type) + " (cifar10 is resnet's)");
+    throw ConfigError(
+        "problem.data" + w, toml_string(data),
+        "synthetic, fashion_mnist or libsvm for problem.type = " + toml_string(type) + " (cifar10 is resnet's)");
   if (type != "gpt" && text_data)
     throw ConfigError("problem.data" + w, toml_string(data), "fortunes or text only with problem.type = \"gpt\"");
   if ((data == "cifar10" || data == "text") && rc.text("problem.path").empty())
@@ -872,10 +873,11 @@ const std::vector<NoEffectRule>& rules() {
       unless(key, "problem.type", {"gpt"});
     unless("problem.augment", "problem.data", {"cifar10"});
     when("problem.decay_all", [](const RunConfig& rc) -> Clause {
-      if (one_of(rc.text("problem.type"), {"resnet", "gpt"}) && rc.text("optimizer.type") == "adamw")
-        return std::nullopt;
-      return "with " + text_is(rc, "problem.type") + " and " + text_is(rc, "optimizer.type") +
-             " (the decay mask is AdamW's on networks)";
+      if (!one_of(rc.text("problem.type"), {"resnet", "gpt"}) || rc.text("optimizer.type") != "adamw")
+        return "with " + text_is(rc, "problem.type") + " and " + text_is(rc, "optimizer.type") +
+               " (the decay mask is AdamW's on networks)";
+      if (rc.number("optimizer.weight_decay") == 0.0) return std::string("with optimizer.weight_decay = 0");
+      return std::nullopt;
     });
     when("problem.lambda", [](const RunConfig& rc) -> Clause {
       if (rc.text("problem.type") == "quadratic")

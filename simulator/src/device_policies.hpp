@@ -16,9 +16,9 @@ class AnyDeviceOptimizer {
   using Storage = gpu::DeviceStorage<T>;
   using Variant = std::variant<gpu::DeviceOptimizer<SGD, T>, gpu::DeviceOptimizer<HeavyBall, T>,
                                gpu::DeviceOptimizer<Nesterov, T>, gpu::DeviceOptimizer<AdamW, T>>;
-  using State = std::variant<typename gpu::DeviceOptimizer<SGD, T>::State, typename gpu::DeviceOptimizer<HeavyBall, T>::State,
-                             typename gpu::DeviceOptimizer<Nesterov, T>::State,
-                             typename gpu::DeviceOptimizer<AdamW, T>::State>;
+  using State =
+      std::variant<typename gpu::DeviceOptimizer<SGD, T>::State, typename gpu::DeviceOptimizer<HeavyBall, T>::State,
+                   typename gpu::DeviceOptimizer<Nesterov, T>::State, typename gpu::DeviceOptimizer<AdamW, T>::State>;
 
   AnyDeviceOptimizer() = default;
   /// The device twin of `host`; `decay_mask` (d entries, or empty: every entry decays) is AdamW's.

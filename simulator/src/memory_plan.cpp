@@ -272,10 +272,9 @@ MemoryPlan plan_run_memory(const RunConfig& cfg, const Problem& problem) {
     // the network objective states its own plan (parameters, optimizer state, arenas at the largest batch)
     // and the driver checks it before the first step (docs/nn.md §Memory plan); here only the records
     const double steps = static_cast<double>(budget_steps(cfg));
-    plan.items.push_back(item("round records kept for the plots, at most one per step",
-                              {"run.max_steps", "run.max_samples"},
-                              {text_of(cfg.integer("run.max_steps")), text_of(cfg.integer("run.max_samples"))},
-                              kRecordBytes * steps));
+    plan.items.push_back(
+        item("round records kept for the plots, at most one per step", {"run.max_steps", "run.max_samples"},
+             {text_of(cfg.integer("run.max_steps")), text_of(cfg.integer("run.max_samples"))}, kRecordBytes * steps));
     (void)M;
     (void)b_max;
     return plan;

@@ -158,8 +158,8 @@ void build_resnet(const RunConfig& cfg, Problem& problem, NetworkProblem& net) {
   problem.x0 = task.objective->initial_point(static_cast<std::uint64_t>(cfg.integer("problem.seed")));
   problem.labels.assign(sets.data.train.labels.begin(), sets.data.train.labels.end());
   problem.description = (depth == 18 ? std::string("ResNet-18") : "ResNet-" + lgm::detail::to_text(depth)) +
-                        " (width " + lgm::detail::to_text(width) + ") on " + sets.source + ", N = " +
-                        lgm::detail::to_text(task.objective->num_samples()) +
+                        " (width " + lgm::detail::to_text(width) + ") on " + sets.source +
+                        ", N = " + lgm::detail::to_text(task.objective->num_samples()) +
                         ", d = " + lgm::detail::to_text(resnet.dim()) + ", " +
                         lgm::detail::to_text(sets.data.test.features.cols()) + " test images";
   net.task = std::move(task);
@@ -167,10 +167,10 @@ void build_resnet(const RunConfig& cfg, Problem& problem, NetworkProblem& net) {
 
 void build_gpt(const RunConfig& cfg, Problem& problem, NetworkProblem& net) {
   const std::string data = cfg.text("problem.data");
-  const TokenData tokens = data == "fortunes"
-                               ? (cfg.text("problem.path").empty() ? read_fortunes()
-                                                                   : read_fortunes(cfg.text("problem.path")))
-                               : read_text_tokens({std::filesystem::path(cfg.text("problem.path"))});
+  const TokenData tokens =
+      data == "fortunes"
+          ? (cfg.text("problem.path").empty() ? read_fortunes() : read_fortunes(cfg.text("problem.path")))
+          : read_text_tokens({std::filesystem::path(cfg.text("problem.path"))});
   const Index context = cfg.integer("problem.context");
   const TokenSplit split = split_tokens(tokens, cfg.number("problem.val_fraction"), context + 1);
   nn::GptSpec spec;
@@ -189,12 +189,11 @@ void build_gpt(const RunConfig& cfg, Problem& problem, NetworkProblem& net) {
   const nn::Gpt& gpt = task.objective->network();
   net.decay_mask = nn::decay_mask(gpt.table(), cfg.flag("problem.decay_all"));
   problem.x0 = task.objective->initial_point(static_cast<std::uint64_t>(cfg.integer("problem.seed")));
-  problem.description = "GPT (" + lgm::detail::to_text(spec.layers) + " layers, " + lgm::detail::to_text(spec.heads) +
-                        " heads, width " + lgm::detail::to_text(spec.width) + ", context " +
-                        lgm::detail::to_text(context) + ") on " + split.train.source + ", " +
-                        lgm::detail::to_text(split.train.count()) + " training and " +
-                        lgm::detail::to_text(split.validation.count()) +
-                        " validation bytes, d = " + lgm::detail::to_text(gpt.dim());
+  problem.description =
+      "GPT (" + lgm::detail::to_text(spec.layers) + " layers, " + lgm::detail::to_text(spec.heads) + " heads, width " +
+      lgm::detail::to_text(spec.width) + ", context " + lgm::detail::to_text(context) + ") on " + split.train.source +
+      ", " + lgm::detail::to_text(split.train.count()) + " training and " +
+      lgm::detail::to_text(split.validation.count()) + " validation bytes, d = " + lgm::detail::to_text(gpt.dim());
   net.task = std::move(task);
 }
 

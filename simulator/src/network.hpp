@@ -29,7 +29,6 @@ void validate_network_method(const RunConfig& cfg, ConfiguredMethod& method, con
 double measure_network_seconds_per_sample(const Problem& problem);
 
 /// One run of a configured variant on the network problem: the device twin of run_variant.
-VariantSummary run_network_variant(const Problem& problem, const RunConfig& cfg, ConfiguredMethod& method,
-                                   RunEnv& env);
+VariantSummary run_network_variant(const Problem& problem, const RunConfig& cfg, ConfiguredMethod& method, RunEnv& env);
 
 }  // namespace lgm::sim

@@ -86,7 +86,7 @@ TEST_CASE("build: a LIBSVM test file is scored with the training file's classes 
     write_text(test, one_hot_lines(test_labels));
     const auto problem = build_problem(run_config(
         {"problem.type=softmax", "problem.data=libsvm", "problem.path=" + train, "problem.test_path=" + test}));
-    const auto& model = std::get<lgm::Softmax>(problem->train);
+    const auto& model = std::get<lgm::Softmax>(*problem->train);
     REQUIRE(problem->test.has_value());
     const auto& held_out = std::get<lgm::Softmax>(*problem->test);
     CHECK(held_out.classes() == 3);
@@ -186,7 +186,7 @@ TEST_CASE("build: problem.train_limit and problem.test_limit keep the first LIBS
     return run_config(more);
   };
   const auto problem = build_problem(with({"problem.train_limit=4", "problem.test_limit=2"}));
-  const auto& model = std::get<lgm::Softmax>(problem->train);
+  const auto& model = std::get<lgm::Softmax>(*problem->train);
   const auto& held_out = std::get<lgm::Softmax>(*problem->test);
   CHECK(model.num_samples() == 4);
   CHECK(held_out.labels() == std::vector<lgm::Index>{2, 1});

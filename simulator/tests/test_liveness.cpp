@@ -84,7 +84,7 @@ void write_fashion(const fs::path& dir, std::uint32_t seed) {
 
 struct DataFiles {
   TempDir dir;
-  std::string libsvm_a, libsvm_b, libsvm_test_a, libsvm_test_b, fashion_a, fashion_b;
+  std::string libsvm_a, libsvm_b, libsvm_test_a, libsvm_test_b, fashion_a, fashion_b, cifar_a, cifar_b, text_a, text_b;
   DataFiles() {
     libsvm_a = (dir.path / "a.svm").string();
     libsvm_b = (dir.path / "b.svm").string();
@@ -98,6 +98,14 @@ struct DataFiles {
     write_libsvm(libsvm_test_b, 20, 4);
     write_fashion(fashion_a, 5);
     write_fashion(fashion_b, 6);
+    cifar_a = (dir.path / "cifar_a").string();
+    cifar_b = (dir.path / "cifar_b").string();
+    text_a = (dir.path / "a.txt").string();
+    text_b = (dir.path / "b.txt").string();
+    lgm::sim::test::write_cifar_dir(cifar_a, 12, 1);
+    lgm::sim::test::write_cifar_dir(cifar_b, 12, 2);
+    lgm::sim::test::write_text(text_a, 0);
+    lgm::sim::test::write_text(text_b, 1);
   }
 };
 
@@ -161,6 +169,14 @@ std::vector<Context> contexts() {
       {"logistic on LIBSVM files with a test file",
        {"problem.data=libsvm", "problem.path=" + f.libsvm_a, "problem.test_path=" + f.libsvm_test_a}},
       {"softmax on Fashion-MNIST files", {"problem.type=softmax", "problem.data=fashion_mnist"}},
+      {"resnet on CIFAR-10 files, heavy ball",
+       {"problem.type=resnet", "problem.data=cifar10", "problem.path=" + f.cifar_a, "problem.depth=8",
+        "problem.width=2", "problem.eval_samples=12", "run.max_steps=6", "run.eval_points=1", "batch.b=10",
+        "optimizer.type=heavy_ball", "optimizer.lr=0.05", "sync.H=2"}},
+      {"gpt on a text file, adamw with weight decay",
+       {"problem.type=gpt", "problem.data=text", "problem.path=" + f.text_a, "problem.layers=1", "problem.width=16",
+        "problem.context=8", "problem.eval_samples=4", "run.max_steps=6", "run.eval_points=1", "batch.b=10",
+        "optimizer.type=adamw", "optimizer.lr=0.01", "optimizer.weight_decay=0.1", "sync.H=2"}},
   };
 }
 
@@ -176,7 +192,7 @@ std::map<std::string, std::vector<std::string>> candidates() {
       {"run.max_steps", {"12"}},
       {"run.eval_points", {"1"}},
       {"run.eval_every_round", {"true", "false"}},
-      {"problem.path", {f.fashion_b, f.libsvm_b}},
+      {"problem.path", {f.fashion_b, f.libsvm_b, f.cifar_b, f.text_b}},
       {"problem.test_path", {f.libsvm_test_b}},
       {"problem.train_limit", {"20"}},
       {"problem.test_limit", {"10"}},
@@ -194,6 +210,15 @@ std::map<std::string, std::vector<std::string>> candidates() {
       {"problem.signal", {"4"}},
       {"problem.separation", {"4"}},
       {"problem.seed", {"5"}},
+      {"problem.depth", {"14"}},
+      {"problem.width", {"4"}},
+      {"problem.layers", {"2"}},
+      {"problem.heads", {"4"}},
+      {"problem.context", {"16"}},
+      {"problem.augment", {"true"}},
+      {"problem.val_fraction", {"0.3"}},
+      {"problem.eval_samples", {"6"}},
+      {"problem.decay_all", {"true"}},
       {"optimizer.lr", {"0.2"}},
       {"optimizer.momentum", {"0.5"}},
       {"optimizer.weight_decay", {"0.1"}},
@@ -240,8 +265,9 @@ std::map<std::string, std::vector<std::string>> candidates() {
 
 // Keys that never change a run's outputs, by design; each is checked for its own effect below.
 const std::set<std::string> kNeverLive = {
-    "run.threads",  // speed only: results never depend on the thread count
-    "batch.b_min",  // a bound on batch.b and batch.micro_batches (adaptive sizes start at batch.b, never shrink)
+    "run.threads",     // speed only: results never depend on the thread count
+    "batch.b_min",     // a bound on batch.b and batch.micro_batches (adaptive sizes start at batch.b, never shrink)
+    "problem.device",  // cpu is the default, and this build refuses cuda (test_sim_networks.cpp)
 };
 
 // Keys tried in the first context that accepts them only: compute.measure times gradients for 0.1 s per run,
