@@ -60,6 +60,10 @@ class AnyDeviceOptimizer {
   void validate() const {
     std::visit([](const auto& o) { o.validate(); }, m_v);
   }
+  template <class Ar>
+  void checkpoint_state(State& s, Ar& ar, gpu::StreamHandle stream) const {
+    detail::dispatch(m_v, [&](const auto& o, auto I) { o.checkpoint_state(*std::get_if<I>(&s), ar, stream); });
+  }
 
  private:
   Variant m_v;

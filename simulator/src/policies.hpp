@@ -65,6 +65,10 @@ class AnyLocalOptimizer {
   void validate() const {
     std::visit([](const auto& o) { o.validate(); }, m_v);
   }
+  template <class Ar>
+  void checkpoint_state(State& s, Ar& ar) const {
+    detail::dispatch(m_v, [&](const auto& o, auto I) { o.checkpoint_state(*std::get_if<I>(&s), ar); });
+  }
 
  private:
   Variant m_v;
@@ -83,6 +87,11 @@ class AnySyncRule {
   const Variant& get() const noexcept { return m_v; }
   SyncPlan plan(const RoundInfo& info) {
     return std::visit([&](auto& r) { return r.plan(info); }, m_v);
+  }
+  template <class Ar>
+  void checkpoint(Ar& ar) {
+    ar.check("policy", static_cast<Index>(m_v.index()));
+    std::visit([&](auto& p) { p.checkpoint(ar); }, m_v);
   }
   void validate() const {
     std::visit([](const auto& r) { r.validate(); }, m_v);
@@ -111,6 +120,11 @@ class AnyBatchRule {
   }
   Index max_batch_size() const {
     return std::visit([](const auto& r) { return static_cast<Index>(r.max_batch_size()); }, m_v);
+  }
+  template <class Ar>
+  void checkpoint(Ar& ar) {
+    ar.check("policy", static_cast<Index>(m_v.index()));
+    std::visit([&](auto& p) { p.checkpoint(ar); }, m_v);
   }
   void validate() const {
     std::visit([](const auto& r) { r.validate(); }, m_v);
@@ -153,6 +167,11 @@ class AnySchedule {
   double at(Index step, Index samples) const {
     return std::visit([&](const auto& s) { return static_cast<double>(s.at(step, samples)); }, m_v);
   }
+  template <class Ar>
+  void checkpoint(Ar& ar) {
+    ar.check("policy", static_cast<Index>(m_v.index()));
+    std::visit([&](auto& p) { p.checkpoint(ar); }, m_v);
+  }
   void validate() const {
     std::visit([](const auto& s) { s.validate(); }, m_v);
   }
@@ -179,6 +198,11 @@ class AnySampler {
   void draw(Index m, Index step, std::span<Index> out) {
     std::visit([&](auto& s) { s.draw(m, step, out); }, m_v);
   }
+  template <class Ar>
+  void checkpoint(Ar& ar) {
+    ar.check("policy", static_cast<Index>(m_v.index()));
+    std::visit([&](auto& p) { p.checkpoint(ar); }, m_v);
+  }
   void validate() const {
     std::visit([](const auto& s) { s.validate(); }, m_v);
   }
@@ -202,6 +226,11 @@ class AnyOuterOptimizer {
   }
   void apply(VectorRef x_sync, ConstVectorRef mean) {
     std::visit([&](auto& o) { o.apply(x_sync, mean); }, m_v);
+  }
+  template <class Ar>
+  void checkpoint(Ar& ar) {
+    ar.check("policy", static_cast<Index>(m_v.index()));
+    std::visit([&](auto& p) { p.checkpoint(ar); }, m_v);
   }
   void validate() const {
     std::visit([](const auto& o) { o.validate(); }, m_v);
@@ -244,6 +273,11 @@ class MultiNetworkCost {
 
   /// Communication seconds charged so far on the i-th other network.
   double other_comm_seconds(std::size_t i) const { return m_other_seconds.at(i); }
+  /// The other networks' communication time so far (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar& ar) {
+    ar("cost.other_comm_seconds", m_other_seconds);
+  }
   void clear() { std::fill(m_other_seconds.begin(), m_other_seconds.end(), 0.0); }
 
  private:

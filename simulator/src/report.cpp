@@ -391,9 +391,10 @@ std::string format_batch(Index lo, double mean, Index hi) {
 }  // namespace detail
 
 std::string summary_table_markdown(const ExperimentSummary& e) {
-  bool any_acc = false, any_subopt = false, any_loss = false;
+  bool any_acc = false, any_subopt = false, any_loss = false, any_test_loss = false;
   for (const auto& v : e.variants) {
     any_acc = any_acc || v.test_accuracy.has_value();
+    any_test_loss = any_test_loss || v.test_loss.has_value();
     any_subopt = any_subopt || v.subopt.has_value();
     any_loss = any_loss || v.loss.has_value();
   }
@@ -403,6 +404,7 @@ std::string summary_table_markdown(const ExperimentSummary& e) {
   if (any_acc) header.push_back("test acc (%)");
   if (any_subopt) header.push_back("final subopt");
   if (show_loss) header.push_back("final loss");
+  if (any_test_loss) header.push_back("test loss");
   for (const char* h : {"local steps", "comm rounds", "samples", "final local batch", "MB sent per worker",
                         "sim time 10 Gb/s (s)", "sim time 100 Gb/s (s)", "wall (s)"})
     header.push_back(h);
@@ -423,6 +425,7 @@ std::string summary_table_markdown(const ExperimentSummary& e) {
     if (any_acc) cells.push_back(optional_cell(v.test_accuracy, detail::format_percent));
     if (any_subopt) cells.push_back(optional_cell(v.subopt, detail::format_sci));
     if (show_loss) cells.push_back(optional_cell(v.loss, detail::format_sci));
+    if (any_test_loss) cells.push_back(optional_cell(v.test_loss, detail::format_sci));
     cells.push_back(std::to_string(v.steps));
     cells.push_back(std::to_string(v.comm_rounds));
     cells.push_back(std::to_string(v.samples));
@@ -566,6 +569,7 @@ struct Quantity {
 constexpr Quantity k_accuracy{"test_accuracy", "test accuracy (%)", false, &RoundRecord::test_accuracy, 100.0};
 constexpr Quantity k_subopt{"subopt", "suboptimality F(x) - F*", true, &RoundRecord::subopt, 1.0};
 constexpr Quantity k_loss{"loss", "training loss F(x)", true, &RoundRecord::loss, 1.0};
+constexpr Quantity k_test_loss{"test_loss", "test (validation) loss", true, &RoundRecord::test_loss, 1.0};
 
 bool plottable(const Quantity& q, double v) { return std::isfinite(v) && (!q.log_y || v > 0.0); }
 
@@ -694,6 +698,7 @@ PlotResult make_plots_impl(const fs::path& out_dir, const std::vector<std::vecto
     quantities.push_back(k_subopt);
   else if (any_value(k_loss))
     quantities.push_back(k_loss);
+  if (any_value(k_test_loss)) quantities.push_back(k_test_loss);
 
   for (const auto& q : quantities) {
     std::vector<std::string> by_rounds, by_samples, by_time;

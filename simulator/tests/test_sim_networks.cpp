@@ -46,7 +46,8 @@ eval_points = 2
 [problem]
 type = "resnet"
 data = "cifar10"
-path = ")" + cifar.string() +
+path = ")" +
+         cifar.string() +
          R"("
 depth = 8
 width = 2
@@ -84,7 +85,8 @@ eval_points = 2
 [problem]
 type = "gpt"
 data = "text"
-path = ")" + text.string() +
+path = ")" +
+         text.string() +
          R"("
 layers = 1
 heads = 2
@@ -160,6 +162,6 @@ TEST_CASE("sim networks: bad keys are refused before any run, naming the key") {
   const std::string resnet = resnet_config(dir.path / "nowhere");
   refused(resnet, {"problem.depth=10"}, "problem.depth");
   refused(resnet, {"problem.data=\"fortunes\""}, "problem.data");
-  refused(resnet, {"problem.type=\"softmax\""}, "problem.data");  // cifar10 is the ResNet's
+  refused(resnet, {"problem.type=\"softmax\""}, "problem.data");                             // cifar10 is the ResNet's
   CHECK_THROWS_AS(validate_experiment(parse_experiment(resnet, "x.toml")), lgm::DataError);  // no such directory
 }

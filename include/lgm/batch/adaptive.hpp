@@ -126,6 +126,23 @@ class AdaptiveBatch {
   const Test& test() const noexcept { return m_test; }
 
   /// Throws ConfigError naming the first parameter out of range.
+  /// Sizes, pending sizes, test counters and the partial sums kept between syncs (docs/driver.md §Checkpoint and
+  /// resume); the per-step scratch is not saved.
+  template <class Ar>
+  void checkpoint(Ar& ar) {
+    ar.check("batch.workers", m_workers);
+    ar("batch.b", m_b);
+    ar("batch.pending", m_pending);
+    ar("batch.tests", m_tests);
+    ar("batch.skipped", m_skipped);
+    ar("batch.ratio", m_ratio);
+    ar("batch.moments", m_moments);
+    ar("batch.worker_stats", m_worker_stats);
+    ar("batch.syncs", m_syncs);
+    ar("batch.payload_since_sync", m_payload_since_sync);
+    ar("batch.last_sync_payload", m_last_sync_payload);
+  }
+
   void validate() const {
     const AdaptiveBatchOptions& o = m_options;
     detail::require_at_least("b_min", o.b_min, Index{2});

@@ -10,6 +10,9 @@ namespace lgm {
 struct ConstantBatch {
   Index b = 32;  ///< local batch size of every worker
 
+  /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar&) const noexcept {}
   void validate() const { detail::require_at_least("b", b, Index{1}); }
   void reset(Index /*local_workers*/, Index /*workers*/) noexcept {}
 

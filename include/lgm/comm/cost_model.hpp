@@ -40,6 +40,10 @@ class AlphaBetaCost {
   const AlphaBetaCostOptions& options() const noexcept { return m_o; }
   double element_bytes() const noexcept { return m_o.element_bytes; }
 
+  /// A function of its options: nothing to save (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar&) const noexcept {}
+
   void validate(Index workers) const {
     detail::require_nonnegative("cost.network.latency_s", m_o.network.latency_s);
     detail::require_positive("cost.network.bandwidth", m_o.network.bandwidth_bytes_per_s);

@@ -42,6 +42,14 @@ struct AdamW {
     std::vector<Index> step;  ///< t per worker, M entries
   };
 
+  /// Both moments and every worker's step count (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint_state(State& s, Ar& ar) const {
+    ar("optimizer.exp_avg", s.exp_avg);
+    ar("optimizer.exp_avg_sq", s.exp_avg_sq);
+    ar("optimizer.step", s.step);
+  }
+
   State init(Index dim, Index workers) const {
     detail::require_at_least("dim", dim, Index{1});
     detail::require_at_least("workers", workers, Index{1});

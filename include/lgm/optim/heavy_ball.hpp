@@ -49,6 +49,12 @@ struct HeavyBall {
 
   State init(Index dim, Index workers) const { return detail::make_momentum_state(dim, workers); }
 
+  /// The momentum buffers (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint_state(State& s, Ar& ar) const {
+    ar("optimizer.momentum", s.momentum);
+  }
+
   void step(State& state, Index m, VectorRef x, ConstVectorRef g, double lr) const {
     auto u = state.momentum.col(m);
     if (weight_decay != 0.0) {

@@ -28,6 +28,12 @@ struct Nesterov {
 
   State init(Index dim, Index workers) const { return detail::make_momentum_state(dim, workers); }
 
+  /// The momentum buffers (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint_state(State& s, Ar& ar) const {
+    ar("optimizer.momentum", s.momentum);
+  }
+
   void step(State& state, Index m, VectorRef x, ConstVectorRef g, double lr) const {
     auto u = state.momentum.col(m);
     // d is recomputed in the x update rather than stored: no scratch vector, no allocation.

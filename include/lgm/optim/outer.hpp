@@ -18,6 +18,9 @@ struct Averaging {
 
   void init(Index /*dim*/) noexcept {}
   void apply(VectorRef x_sync, ConstVectorRef mean) const { x_sync = mean; }
+  /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar&) const noexcept {}
   void validate() const noexcept {}
 };
 
@@ -76,6 +79,12 @@ class OuterSGD {
     } else {
       x_sync -= lr * m_velocity;
     }
+  }
+
+  /// The velocity (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar& ar) {
+    ar("outer.velocity", m_velocity);
   }
 
   void validate() const {

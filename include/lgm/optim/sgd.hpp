@@ -23,6 +23,10 @@ struct SGD {
   /// SGD has no per-worker state.
   struct State {};
 
+  /// No state (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint_state(State&, Ar&) const noexcept {}
+
   State init(Index dim, Index workers) const {
     detail::require_at_least("dim", dim, Index{1});
     detail::require_at_least("workers", workers, Index{1});

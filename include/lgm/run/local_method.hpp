@@ -30,6 +30,7 @@
 #include "lgm/core/types.hpp"
 #include "lgm/optim/outer.hpp"
 #include "lgm/optim/sgd.hpp"
+#include "lgm/run/checkpoint.hpp"
 #include "lgm/run/metrics.hpp"
 #include "lgm/sampling/samplers.hpp"
 #include "lgm/schedule/schedules.hpp"
@@ -212,11 +213,39 @@ class LocalMethod {
   /// Runs the method over any communicator (this process holds comm.local_size() of comm.size() workers).
   /// The communicator decides where the replicas live: its storage() (a device) or host memory.
   template <class Comm, class Obj, class... Observers>
-  RunResult run_with(Comm& comm, const Obj& obj, ConstVectorRef x0, Observers&... observers);
+  RunResult run_with(Comm& comm, const Obj& obj, ConstVectorRef x0, Observers&... observers) {
+    return run_from(comm, obj, x0, nullptr, observers...);
+  }
+
+  /// Continues the run whose state `snapshot` holds (RunState::snapshot() at a sync of a run of this method
+  /// with the same settings, objective and x0): the rest of the run is bitwise that of the uninterrupted one
+  /// (docs/driver.md §Checkpoint and resume). SnapshotError when the snapshot is damaged or another run's.
+  template <Objective Obj, class... Observers>
+  RunResult resume(const Obj& obj, ConstVectorRef x0, const RunSnapshot& snapshot, Observers&... observers) {
+    validate(obj, x0);
+    InProcessCommunicator comm(m_run.workers, m_run.threads);
+    return resume_with(comm, obj, x0, snapshot, observers...);
+  }
+
+  /// resume() over any communicator.
+  template <class Comm, class Obj, class... Observers>
+  RunResult resume_with(Comm& comm, const Obj& obj, ConstVectorRef x0, const RunSnapshot& snapshot,
+                        Observers&... observers) {
+    static_assert(detail::RunLoop<LocalMethod, Comm, Obj, Observers...>::missing_checkpoint() == nullptr,
+                  "resume needs every part of the run to save its state: checkpoint(archive) on the sync rule, "
+                  "batch rule, schedule, sampler, outer optimizer and cost model, checkpoint_state(state, archive) "
+                  "on the optimizer, checkpoint(workspace, archive) on an objective with synchronize_state "
+                  "(docs/driver.md §Checkpoint and resume)");
+    return run_from(comm, obj, x0, &snapshot, observers...);
+  }
 
  private:
   template <class Method, class Comm, class Obj, class... Observers>
   friend class detail::RunLoop;
+
+  template <class Comm, class Obj, class... Observers>
+  RunResult run_from(Comm& comm, const Obj& obj, ConstVectorRef x0, const RunSnapshot* snapshot,
+                     Observers&... observers);
 
   RunOptions m_run;
   Opt m_opt;
@@ -253,7 +282,7 @@ auto init_optimizer_state(const Opt& opt, Index d, Index workers, const Storage&
 /// buffer when a batch grows), in the communicator's storage: host memory, or device memory from the GPU
 /// backend's caching pool.
 template <class Method, class Comm, class Obj, class... Observers>
-class RunLoop {
+class RunLoop final : public SnapshotSource {
   using Opt = typename Method::optimizer_type;
   using Batch = typename Method::batch_rule_type;
   using Outer = typename Method::outer_optimizer_type;
@@ -329,6 +358,52 @@ class RunLoop {
     }
     final_global_sync();
     return finish();
+  }
+
+  /// The state at the end of the current round (RunState::snapshot(), called from on_sync).
+  RunSnapshot take() override {
+    if (const char* missing = missing_checkpoint())
+      throw SnapshotError(std::string("this run cannot be saved: its ") + missing +
+                          " has no checkpoint(archive) (docs/driver.md §Checkpoint and resume)");
+    if constexpr (missing_checkpoint() == nullptr) {
+      StateWriter w;
+      Index next_round = m_round + 1;
+      checkpoint(w, next_round);
+      return std::move(w).finish();
+    } else {
+      return {};
+    }
+  }
+
+  /// The policy family without a checkpoint hook, or nullptr.
+  static constexpr const char* missing_checkpoint() {
+    using M = Method;
+    if constexpr (on_host) {
+      if (!requires(const Opt& o, StateT& s, StateWriter& w) { o.checkpoint_state(s, w); }) return "optimizer";
+    } else {
+      if (!requires(const Opt& o, StateT& s, StateWriter& w, Storage& st) { o.checkpoint_state(s, w, st.stream()); })
+        return "optimizer";
+    }
+    if (!hooks::HasCheckpoint<typename M::sync_rule_type>) return "sync rule";
+    if (!hooks::HasCheckpoint<typename M::batch_rule_type>) return "batch rule";
+    if (!hooks::HasCheckpoint<typename M::schedule_type>) return "schedule";
+    if (!hooks::HasCheckpoint<typename M::sampler_type>) return "sampler";
+    if (!hooks::HasCheckpoint<typename M::outer_optimizer_type>) return "outer optimizer";
+    if (!hooks::HasCheckpoint<typename M::cost_model_type>) return "cost model";
+    if constexpr (hooks::HasSynchronizeState<Obj, Comm>) {
+      if (!requires(const Obj& o, typename Obj::Workspace& ws, StateWriter& w) { o.checkpoint(ws, w); })
+        return "objective";
+    }
+    return nullptr;
+  }
+
+  /// Continues from a snapshot (before run()); LocalMethod::resume_with has checked the hooks at compile time.
+  void restore(const RunSnapshot& snapshot) {
+    if constexpr (missing_checkpoint() == nullptr) {
+      StateReader r(snapshot);
+      checkpoint(r, m_round);
+      r.finish();
+    }
   }
 
  private:
@@ -605,6 +680,62 @@ class RunLoop {
     return std::move(m_result);
   }
 
+  // ---------------------------------------------------------------- checkpoint
+  /// Every field of the run at the end of a round, in one order for saving and restoring; `round` is the next
+  /// round's index.
+  template <class Ar>
+  void checkpoint(Ar& ar, Index& round) {
+    ar.check("d", m_d);
+    ar.check("M", m_M);
+    ar.check("local workers", m_local);
+    ar.check("first worker", m_first);
+    ar("round", round);
+    ar("metrics", m_metrics);
+    ar("lr", m_lr);
+    ar("batch_loss", m_batch_loss);
+    ar("last_sync_global", m_last_sync_global);
+    ar("sizes", m_sizes);
+    checkpoint_replicas(ar);
+    auto& M = m_method;
+    if constexpr (on_host)
+      M.m_opt.checkpoint_state(m_state, ar);
+    else
+      M.m_opt.checkpoint_state(m_state, ar, m_store.stream());
+    M.m_sync.checkpoint(ar);
+    M.m_batch.checkpoint(ar);
+    M.m_schedule.checkpoint(ar);
+    M.m_sampler.checkpoint(ar);
+    M.m_outer.checkpoint(ar);
+    M.m_cost.checkpoint(ar);
+    if constexpr (hooks::HasSynchronizeState<Obj, Comm>) m_obj.checkpoint(m_workspaces[0], ar);
+  }
+
+  /// X and the shared point (a device run's through their host copies).
+  template <class Ar>
+  void checkpoint_replicas(Ar& ar) {
+    if constexpr (on_host) {
+      ar("X", m_X);
+      ar("x_sync", m_x_sync);
+    } else {
+      if constexpr (Ar::saving) m_store.download_matrix(m_X, m_X_host);
+      ar("X", m_X_host);
+      ar("x_sync", m_x_sync_host);
+      require_shape("X", m_X_host, m_d, m_local);
+      require_shape("x_sync", m_x_sync_host, m_d, 1);
+      if constexpr (!Ar::saving) {
+        for (Index m = 0; m < m_local; ++m) m_store.upload(m_X_host.col(m), m_X.col(m));
+        m_store.upload(m_x_sync_host, m_x_sync);
+      }
+    }
+  }
+
+  template <class M>
+  static void require_shape(const char* name, const M& m, Index rows, Index cols) {
+    if (m.rows() != rows || m.cols() != cols)
+      throw SnapshotError(std::string("snapshot of another run: ") + name + " is " + to_text(m.rows()) + " × " +
+                          to_text(m.cols()) + ", this run's is " + to_text(rows) + " × " + to_text(cols));
+  }
+
   // ---------------------------------------------------------------- helpers
   StateT init_state() const { return init_optimizer_state(m_method.m_opt, m_d, m_local, m_store); }
 
@@ -640,14 +771,16 @@ class RunLoop {
       return m_x_sync_host;
   }
 
+  SnapshotSource* source(bool at_sync) { return at_sync ? this : nullptr; }
+
   RunState make_state(bool at_sync) {
     if constexpr (on_host) {
-      return RunState{m_metrics,    m_round, m_plan.period, m_plan.scope, m_lr,
-                      m_batch_loss, m_X,     m_x_sync,      m_sizes,      at_sync};
+      return RunState{m_metrics, m_round,  m_plan.period, m_plan.scope, m_lr,           m_batch_loss,
+                      m_X,       m_x_sync, m_sizes,       at_sync,      source(at_sync)};
     } else {
       m_store.download_matrix(m_X, m_X_host);
-      return RunState{m_metrics,    m_round,  m_plan.period, m_plan.scope, m_lr,
-                      m_batch_loss, m_X_host, m_x_sync_host, m_sizes,      at_sync};
+      return RunState{m_metrics, m_round,       m_plan.period, m_plan.scope, m_lr,           m_batch_loss,
+                      m_X_host,  m_x_sync_host, m_sizes,       at_sync,      source(at_sync)};
     }
   }
 
@@ -705,8 +838,9 @@ class RunLoop {
 
 template <class Opt, class Sync, class Batch, class Schedule, class Samp, class Outer, class Cost>
 template <class Comm, class Obj, class... Observers>
-RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(Comm& comm, const Obj& obj,
+RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_from(Comm& comm, const Obj& obj,
                                                                                ConstVectorRef x0,
+                                                                               const RunSnapshot* snapshot,
                                                                                Observers&... observers) {
   static_assert(Communicator<Comm>,
                 "Comm must model lgm::Communicator: size(), local_size(), first_worker(), mean(X, out), "
@@ -734,6 +868,7 @@ RunResult LocalMethod<Opt, Sync, Batch, Schedule, Samp, Outer, Cost>::run_with(C
                         .replica_columns = (4 + fields) * local + 4});  // X, G, 2M + 2 scratch, x_sync, mean
   }
   detail::RunLoop<LocalMethod, Comm, Obj, Observers...> loop(*this, comm, obj, x0, observers...);
+  if (snapshot) loop.restore(*snapshot);
   return loop.run();
 }
 

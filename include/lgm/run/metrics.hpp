@@ -5,6 +5,7 @@
 #include <string>
 
 #include "lgm/core/types.hpp"
+#include "lgm/run/checkpoint.hpp"
 
 namespace lgm {
 
@@ -35,6 +36,15 @@ inline const char* to_string(StopReason r) {
 }
 
 /// What an observer sees. Valid only during the call.
+/// What RunState::snapshot() asks: the driver's run (detail::RunLoop).
+class SnapshotSource {
+ public:
+  virtual RunSnapshot take() = 0;
+
+ protected:
+  ~SnapshotSource() = default;
+};
+
 struct RunState {
   const Metrics& metrics;
   Index round = 0;   ///< index of the current round
@@ -46,6 +56,15 @@ struct RunState {
   ConstVectorRef shared_point;         ///< the point of the last global sync (after the outer step)
   std::span<const Index> batch_sizes;  ///< local batch size of each local worker for the next step
   bool at_sync = false;
+  SnapshotSource* snapshots = nullptr;  ///< at a sync: the run whose state snapshot() saves
+
+  /// The whole state of the run at this sync, from which LocalMethod::resume continues it bitwise (docs/driver.md
+  /// §Checkpoint and resume). Only in on_sync and on_batch_change; SnapshotError elsewhere, or when a policy
+  /// of the run cannot save its state.
+  RunSnapshot snapshot() const {
+    if (!snapshots) throw SnapshotError("RunState::snapshot: a run's state is saved at a sync only (in on_sync)");
+    return snapshots->take();
+  }
 };
 
 /// What a run returns.

@@ -76,6 +76,9 @@ class IidSampler {
   std::uint64_t seed() const noexcept { return m_seed; }
 
   /// Nothing to check: every seed is valid.
+  /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar&) const noexcept {}
   void validate() const noexcept {}
 
   void reset(Index workers, Index num_samples) {
@@ -111,6 +114,14 @@ class ShuffledEpochSampler {
 
   std::uint64_t seed() const noexcept { return m_seed; }
   void validate() const noexcept {}
+
+  /// The permutations being walked and every worker's place in them (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar& ar) {
+    ar.check("sampler.num_samples", m_num_samples);
+    ar("sampler.permutations", m_permutations);
+    ar("sampler.cursors", m_cursors);
+  }
 
   /// Allocates one N-sized permutation buffer per worker (M·N indices) and rewinds every worker.
   void reset(Index workers, Index num_samples) {
@@ -182,6 +193,14 @@ class ShardedSampler {
   std::uint64_t seed() const noexcept { return m_seed; }
   bool reshuffle_each_epoch() const noexcept { return m_reshuffle; }
   void validate() const noexcept {}
+
+  /// The shards' walk orders and every worker's place in them (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar& ar) {
+    ar.check("sampler.num_samples", m_num_samples);
+    ar("sampler.order", m_order);
+    ar("sampler.cursors", m_cursors);
+  }
 
   /// Draws the partition and rewinds every worker; allocates 2·N indices.
   void reset(Index workers, Index num_samples) {
@@ -275,6 +294,9 @@ class DirichletLabelSampler {
   const std::vector<int>& labels() const noexcept { return m_labels; }
 
   /// Checks the options and the labels; throws ConfigError naming the parameter, value and range.
+  /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar&) const noexcept {}
   void validate() const {
     detail::require_positive("dirichlet.concentration", m_options.concentration);
     detail::require_at_least("dirichlet.min_samples_per_worker", m_options.min_samples_per_worker, Index{1});

@@ -65,6 +65,9 @@ struct ConstantLr {
     return t < warmup ? detail::linear_warmup_lr(min_lr, lr, t, warmup) : lr;
   }
 
+  /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar&) const noexcept {}
   void validate() const {
     detail::require_positive("lr", lr);
     detail::require_at_least("warmup", warmup, Index{0});
@@ -93,6 +96,9 @@ struct WarmupCosineLr {
                         (1.0 + std::cos(static_cast<double>(d) / static_cast<double>(span) * std::numbers::pi));
   }
 
+  /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar&) const noexcept {}
   void validate() const {
     detail::validate_warmup(peak, min_lr, warmup);
     detail::validate_decay_length(warmup, total);
@@ -116,6 +122,9 @@ struct WarmupLinearDecayLr {
     return min_lr + static_cast<double>(span - d) * (peak - min_lr) / static_cast<double>(span);
   }
 
+  /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar&) const noexcept {}
   void validate() const {
     detail::validate_warmup(peak, min_lr, warmup);
     detail::validate_decay_length(warmup, total);
@@ -146,6 +155,9 @@ struct StepDecayLr {
     return i;
   }
 
+  /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar&) const noexcept {}
   void validate() const {
     detail::validate_warmup(peak, min_lr, warmup);
     detail::require_positive("gamma", gamma);

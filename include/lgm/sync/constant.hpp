@@ -16,6 +16,9 @@ struct ConstantSync {
 
   SyncPlan plan(const RoundInfo& /*info*/) const noexcept { return SyncPlan{H, SyncScope::global, 0, false}; }
 
+  /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar&) const noexcept {}
   void validate() const { detail::require_at_least("H", H, Index{1}); }
 };
 
@@ -31,6 +34,9 @@ struct EveryStepSync {
     return SyncPlan{1, SyncScope::global, 0, average_gradients};
   }
 
+  /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar&) const noexcept {}
   void validate() const noexcept {}
 };
 

@@ -24,6 +24,9 @@ struct HierarchicalSync {
     return SyncPlan{H, global ? SyncScope::global : SyncScope::group, global ? 0 : group_size, false};
   }
 
+  /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar&) const noexcept {}
   void validate() const {
     detail::require_at_least("H", H, Index{1});
     detail::require_at_least("global_every", global_every, Index{1});

@@ -24,6 +24,9 @@ struct PostLocalSync {
     return SyncPlan{H, SyncScope::global, 0, false};
   }
 
+  /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar&) const noexcept {}
   void validate() const {
     detail::require_at_least("switch_step", switch_step, Index{0});
     detail::require_at_least("H", H, Index{1});

@@ -71,6 +71,9 @@ struct PowerSyncRule {
     return h > 1 ? h : 1;
   }
 
+  /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
+  template <class Ar>
+  void checkpoint(Ar&) const noexcept {}
   void validate() const {
     detail::require_nonnegative("alpha", alpha);
     detail::require_positive("gamma", gamma);

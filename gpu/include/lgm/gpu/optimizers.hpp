@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <concepts>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -19,6 +20,7 @@
 #include "lgm/optim/heavy_ball.hpp"
 #include "lgm/optim/nesterov.hpp"
 #include "lgm/optim/sgd.hpp"
+#include "lgm/run/checkpoint.hpp"
 
 namespace lgm::gpu {
 
@@ -35,6 +37,31 @@ struct DeviceOptimizerState;
 
 template <class T>
 struct DeviceOptimizerState<lgm::SGD, T> {};  // SGD keeps no state
+
+}  // namespace detail
+
+/// Saves (or restores) a d × M device matrix as a host matrix of doubles (a snapshot field).
+template <class Ar, class T>
+void checkpoint_device_matrix(Ar& ar, const char* name, DeviceMatrixView<T> v, StreamHandle s) {
+  std::vector<T> host(static_cast<std::size_t>(v.size()));
+  lgm::Matrix m(v.rows(), v.cols());
+  if constexpr (Ar::saving) {
+    copy_to_host(host.data(), v.data(), host.size() * sizeof(T), s);
+    for (Index i = 0; i < v.size(); ++i) m.data()[i] = static_cast<double>(host[static_cast<std::size_t>(i)]);
+    ar(name, m);
+  } else {
+    ar(name, m);
+    if (m.rows() != v.rows() || m.cols() != v.cols())
+      throw lgm::SnapshotError(std::string("snapshot of another run: ") + name + " is " +
+                               lgm::detail::to_text(m.rows()) + " × " + lgm::detail::to_text(m.cols()) +
+                               ", this run's is " + lgm::detail::to_text(v.rows()) + " × " +
+                               lgm::detail::to_text(v.cols()));
+    for (Index i = 0; i < v.size(); ++i) host[static_cast<std::size_t>(i)] = static_cast<T>(m.data()[i]);
+    copy_to_device(v.data(), host.data(), host.size() * sizeof(T), s);
+  }
+}
+
+namespace detail {
 
 template <class T>
 struct DeviceMomentumState {
@@ -152,6 +179,23 @@ class DeviceOptimizer {
     }
   }
   Index averaged_field_count() const noexcept { return m_options.averaged_field_count(); }
+
+  /// The state fields through the host (docs/driver.md §Checkpoint and resume): T values are saved as doubles,
+  /// which holds a float exactly.
+  template <class Ar>
+  void checkpoint_state(State& state, Ar& ar, StreamHandle s) const {
+    if constexpr (std::same_as<HostOpt, lgm::HeavyBall> || std::same_as<HostOpt, lgm::Nesterov>) {
+      checkpoint_device_matrix(ar, "optimizer.momentum", state.momentum.view(), s);
+    } else if constexpr (std::same_as<HostOpt, lgm::AdamW>) {
+      checkpoint_device_matrix(ar, "optimizer.exp_avg", state.exp_avg.view(), s);
+      checkpoint_device_matrix(ar, "optimizer.exp_avg_sq", state.exp_avg_sq.view(), s);
+      ar("optimizer.step", state.step);
+    } else {
+      (void)state;
+      (void)ar;
+      (void)s;
+    }
+  }
 
  private:
   HostOpt m_options{};

@@ -216,6 +216,25 @@ class ImageClassifier {
     return Workspace{};
   }
 
+  /// What a run keeps besides the parameters (docs/driver.md §Checkpoint and resume): every worker's running
+  /// statistics, and the count of gradient calls that keys the augmentation draws.
+  template <class Ar>
+  void checkpoint(Workspace& ws, Ar& ar) const {
+    detail::RunningStatistics<T>& r = *m_running;
+    Index workers = r.workers;
+    ar("bn.workers", workers);
+    if constexpr (!Ar::saving) {
+      lgm::detail::require(workers >= 0, "snapshot bn.workers", workers, "an integer >= 0");
+      if (workers > 0) prepare_running(workers);
+    }
+    if (workers > 0) {
+      const Index nc = m_net.norm_channels();
+      checkpoint_device_matrix(ar, "bn.running_mean", DeviceMatrixView<T>(r.mean.data(), nc, workers), m_stream);
+      checkpoint_device_matrix(ar, "bn.running_var", DeviceMatrixView<T>(r.var.data(), nc, workers), m_stream);
+    }
+    ar("bn.calls", ws.m_calls);
+  }
+
   /// Running statistics of every worker of the current run, [worker][Σ batch-norm channels].
   const DeviceBuffer<T>& running_mean() const noexcept { return m_running->mean; }
   const DeviceBuffer<T>& running_var() const noexcept { return m_running->var; }
