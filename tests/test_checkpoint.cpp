@@ -72,9 +72,8 @@ TEST_CASE("checkpoint: Local SHB with the norm test, a shuffled sampler and an o
       [] {
         return LocalMethod<HeavyBall, ConstantSync, NormTestRule, WarmupCosineLr, ShuffledEpochSampler, OuterSGD>(
             {.workers = 4, .max_steps = 60}, HeavyBall{.momentum = 0.9}, ConstantSync{3},
-            NormTestRule({.b0 = 4, .b_max = 64}, NormTest{0.5}),
-            WarmupCosineLr{.peak = 0.05, .warmup = 5, .total = 60}, ShuffledEpochSampler(11),
-            OuterSGD(OuterSGDOptions{.lr = 0.8, .momentum = 0.5, .nesterov = true}));
+            NormTestRule({.b0 = 4, .b_max = 64}, NormTest{0.5}), WarmupCosineLr{.peak = 0.05, .warmup = 5, .total = 60},
+            ShuffledEpochSampler(11), OuterSGD(OuterSGDOptions{.lr = 0.8, .momentum = 0.5, .nesterov = true}));
       },
       7);
 }
@@ -97,8 +96,7 @@ TEST_CASE("checkpoint: QSR with an inner-product test and momentum resumes bitwi
     check_resume_is_bitwise(
         [] {
           return LocalMethod<Nesterov, QuadraticSyncRule, InnerProductTestRule, WarmupCosineLr, IidSampler>(
-              {.workers = 3, .max_steps = 50}, Nesterov{.momentum = 0.9},
-              QuadraticSyncRule{.alpha = 0.02, .H_base = 2},
+              {.workers = 3, .max_steps = 50}, Nesterov{.momentum = 0.9}, QuadraticSyncRule{.alpha = 0.02, .H_base = 2},
               InnerProductTestRule({.b0 = 3, .b_max = 48}, InnerProductTest{0.5}),
               WarmupCosineLr{.peak = 0.05, .total = 50}, IidSampler(2));
         },

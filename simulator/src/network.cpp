@@ -230,7 +230,7 @@ const NetworkProblem& network_of(const Problem& problem) {
   return *problem.network;
 }
 
-/// OpenMP threads of the backend's kernels (results do not depend on them: docs/nn.md §Determinism).
+/// OpenMP threads of the backend's kernels (results do not depend on them: docs/design.md §Determinism).
 void set_threads(int threads) {
 #ifdef _OPENMP
   if (threads > 0) omp_set_num_threads(threads);

@@ -125,9 +125,8 @@ class AdaptiveBatch {
   const AdaptiveBatchOptions& options() const noexcept { return m_options; }
   const Test& test() const noexcept { return m_test; }
 
-  /// Throws ConfigError naming the first parameter out of range.
-  /// Sizes, pending sizes, test counters and the partial sums kept between syncs (docs/driver.md §Checkpoint and
-  /// resume); the per-step scratch is not saved.
+  /// Sizes, pending sizes, test counters and the partial sums kept between syncs; the per-step scratch is not
+  /// saved (docs/driver.md §Checkpoint and resume).
   template <class Ar>
   void checkpoint(Ar& ar) {
     ar.check("batch.workers", m_workers);
@@ -143,6 +142,7 @@ class AdaptiveBatch {
     ar("batch.last_sync_payload", m_last_sync_payload);
   }
 
+  /// Throws ConfigError naming the first parameter out of range.
   void validate() const {
     const AdaptiveBatchOptions& o = m_options;
     detail::require_at_least("b_min", o.b_min, Index{2});

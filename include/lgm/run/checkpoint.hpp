@@ -1,7 +1,7 @@
-// The state of a run, saved at a sync and restored to continue it bitwise (docs/driver.md §Checkpoint and
-// resume). Every stateful part of a run (the driver's buffers and counters, each policy, the optimizer state, a
-// network's batch-norm statistics) names its fields in one function, `template <class Ar> void checkpoint(Ar&)`,
-// that both writes (StateWriter) and reads (StateReader): the two directions cannot drift apart.
+// The state of a run, saved at a sync and restored to continue it bitwise:
+// docs/driver.md §Checkpoint and resume. Every stateful part of a run (the driver's buffers and counters, each policy,
+// the optimizer state, a network's batch-norm statistics) names its fields in one function, `template <class Ar> void
+// checkpoint(Ar&)`, that both writes (StateWriter) and reads (StateReader): the two directions cannot drift apart.
 #pragma once
 
 #include <cstdint>

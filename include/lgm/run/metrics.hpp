@@ -58,9 +58,9 @@ struct RunState {
   bool at_sync = false;
   SnapshotSource* snapshots = nullptr;  ///< at a sync: the run whose state snapshot() saves
 
-  /// The whole state of the run at this sync, from which LocalMethod::resume continues it bitwise (docs/driver.md
-  /// §Checkpoint and resume). Only in on_sync and on_batch_change; SnapshotError elsewhere, or when a policy
-  /// of the run cannot save its state.
+  /// The whole state of the run at this sync, from which LocalMethod::resume continues it bitwise:
+  /// docs/driver.md §Checkpoint and resume. Only in on_sync and on_batch_change; SnapshotError elsewhere, or when a
+  /// policy of the run cannot save its state.
   RunSnapshot snapshot() const {
     if (!snapshots) throw SnapshotError("RunState::snapshot: a run's state is saved at a sync only (in on_sync)");
     return snapshots->take();

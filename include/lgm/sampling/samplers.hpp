@@ -75,10 +75,10 @@ class IidSampler {
 
   std::uint64_t seed() const noexcept { return m_seed; }
 
-  /// Nothing to check: every seed is valid.
   /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
   template <class Ar>
   void checkpoint(Ar&) const noexcept {}
+  /// Nothing to check: every seed is valid.
   void validate() const noexcept {}
 
   void reset(Index workers, Index num_samples) {
@@ -293,10 +293,10 @@ class DirichletLabelSampler {
   const DirichletOptions& options() const noexcept { return m_options; }
   const std::vector<int>& labels() const noexcept { return m_labels; }
 
-  /// Checks the options and the labels; throws ConfigError naming the parameter, value and range.
   /// No state besides the options: nothing to save (docs/driver.md §Checkpoint and resume).
   template <class Ar>
   void checkpoint(Ar&) const noexcept {}
+  /// Checks the options and the labels; throws ConfigError naming the parameter, value and range.
   void validate() const {
     detail::require_positive("dirichlet.concentration", m_options.concentration);
     detail::require_at_least("dirichlet.min_samples_per_worker", m_options.min_samples_per_worker, Index{1});
