@@ -53,8 +53,8 @@ std::vector<float> host_copy(const gpu::DeviceBuffer<float>& b) {
 }  // namespace
 
 TEST_CASE("gpu checkpoint: a ResNet run with augmentation and averaged batch-norm statistics resumes bitwise") {
-  using Method = LocalMethod<gpu::DeviceOptimizer<HeavyBall, float>, ConstantSync, ConstantBatch, ConstantLr,
-                             IidSampler>;
+  using Method =
+      LocalMethod<gpu::DeviceOptimizer<HeavyBall, float>, ConstantSync, ConstantBatch, ConstantLr, IidSampler>;
   auto make = [] {
     return Method({.workers = 2, .max_steps = 12}, gpu::DeviceOptimizer<HeavyBall, float>(HeavyBall{.momentum = 0.9}),
                   ConstantSync{2}, ConstantBatch{6}, ConstantLr{.lr = 0.05}, IidSampler(7));
@@ -97,8 +97,8 @@ TEST_CASE("gpu checkpoint: a ResNet run with augmentation and averaged batch-nor
 }
 
 TEST_CASE("gpu checkpoint: a GPT run under AdamW resumes bitwise") {
-  using Method = LocalMethod<gpu::DeviceOptimizer<AdamW, float>, ConstantSync, ConstantBatch, WarmupCosineLr,
-                             IidSampler>;
+  using Method =
+      LocalMethod<gpu::DeviceOptimizer<AdamW, float>, ConstantSync, ConstantBatch, WarmupCosineLr, IidSampler>;
   auto make = [] {
     return Method({.workers = 2, .max_steps = 9}, gpu::DeviceOptimizer<AdamW, float>(AdamW{.weight_decay = 0.1}),
                   ConstantSync{3}, ConstantBatch{3}, WarmupCosineLr{.peak = 0.01, .warmup = 2, .total = 9},
