@@ -369,6 +369,12 @@ struct Schema {
     number("compute.straggler_factor", 2.0, 1, closed, none, closed, "slowdown of each straggler");
     numbers("compute.slowdown", {}, 1, "[] or run.workers numbers, each >= 1",
             "explicit per-worker slowdown factors; overrides stragglers");
+
+    integer("checkpoint.every_steps", 0, 0, none,
+            "write checkpoint.bin at the first sync after every this many local steps (0 = never); "
+            "`lgm-sim resume DIR` continues a killed run bitwise");
+    number("checkpoint.every_seconds", 0, 0, closed, none, closed,
+           "write checkpoint.bin at the first sync after every this many seconds of wall time (0 = never)");
   }
 };
 

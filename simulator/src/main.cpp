@@ -13,6 +13,7 @@
 #include "config.hpp"
 #include "demo_config.hpp"
 #include "lgm/core/error.hpp"
+#include "checkpoint_file.hpp"
 #include "runner.hpp"
 
 #if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
@@ -72,8 +73,10 @@ bool is_secondary_rank() {
   return r && std::string(r) != "0";
 }
 
-int run(lgm::sim::ExperimentConfig experiment, const CommonOptions& o) {
+int run(lgm::sim::ExperimentConfig experiment, const CommonOptions& o,
+        const lgm::sim::SimCheckpoint* resume = nullptr) {
   lgm::sim::RunnerOptions ro;
+  ro.resume = resume;
   ro.out_dir = o.out.empty() ? std::filesystem::path("runs") / experiment.name : std::filesystem::path(o.out);
   ro.quiet = o.quiet;
   ro.plots = !o.no_plots;
@@ -153,6 +156,14 @@ int main(int argc, char** argv) {
   sweep_cmd->add_option("--grid", grid, "key=v1,v2,... (repeatable; the cross product is run)")->required();
   add_common(sweep_cmd, sweep_opts);
 
+  std::string resume_dir;
+  CommonOptions resume_opts;
+  auto* resume_cmd = app.add_subcommand(
+      "resume", "continue a killed or interrupted run from DIR/checkpoint.bin (checkpoint.every_steps or _seconds)");
+  resume_cmd->add_option("dir", resume_dir, "the run's output directory")->required();
+  resume_cmd->add_flag("--quiet", resume_opts.quiet, "no progress display");
+  resume_cmd->add_flag("--no-plots", resume_opts.no_plots, "do not call gnuplot");
+
   auto* list_cmd = app.add_subcommand("list", "list every configuration key: type, default, accepted values");
   auto* validate_cmd = app.add_subcommand("validate", "check a configuration (and its data files) without running");
   validate_cmd->add_option("config", config_path, "TOML configuration file")->required();
@@ -197,6 +208,13 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*run_cmd) return run(lgm::sim::load_experiment(config_path, run_opts.overrides), run_opts);
+    if (*resume_cmd) {
+      // the resolved config.toml of the run (every key, the measured costs): the checkpoint names its hash
+      const std::filesystem::path dir(resume_dir);
+      const lgm::sim::SimCheckpoint checkpoint = lgm::sim::read_checkpoint(dir / "checkpoint.bin");
+      resume_opts.out = resume_dir;
+      return run(lgm::sim::load_experiment((dir / "config.toml").string(), {}), resume_opts, &checkpoint);
+    }
     if (*sweep_cmd)
       return run(lgm::sim::expand_grid(lgm::sim::load_experiment(config_path, sweep_opts.overrides), grid), sweep_opts);
     return run(lgm::sim::parse_experiment(lgm::sim::kDemoConfig, "built-in demo", demo_opts.overrides), demo_opts);

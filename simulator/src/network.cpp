@@ -308,8 +308,13 @@ VariantSummary run_network_variant(const Problem& problem, const RunConfig& cfg,
         RoundObserver<NetworkEvaluation<Obj, Set>> observer(
             cfg, NetworkEvaluation<Obj, Set>(*task.objective, task.train_eval, *test), problem.x0, dm.cost_model(),
             env);
-        return observe_run(cfg, dm.cost_model(), env, observer,
-                           [&] { return dm.run_with(comm, *task.objective, problem.x0, observer); });
+        return observe_run(cfg, dm.cost_model(), env, observer, [&] {
+          if (env.resume) {
+            observer.restore(env.resume->observer);
+            return dm.resume_with(comm, *task.objective, problem.x0, env.resume->snapshot, observer);
+          }
+          return dm.run_with(comm, *task.objective, problem.x0, observer);
+        });
       },
       net.task);
 }

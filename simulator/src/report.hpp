@@ -51,6 +51,8 @@ class MetricsWriter {
   const std::filesystem::path& path() const { return m_path; }
   /// Complete lines in the file.
   Index lines() const { return m_lines; }
+  /// Bytes of the complete lines (a checkpoint's length of the file).
+  long long bytes() const { return m_size; }
 
  private:
   std::filesystem::path m_path;

@@ -30,6 +30,33 @@ class MpiCommunicator;  // lgm/comm/mpi.hpp, where the simulator is built with M
 
 namespace lgm::sim {
 
+/// Writes the run's checkpoint when one is due (runner.cpp, docs/simulator.md §Checkpoint and resume): `save`
+/// receives the library's snapshot and the round observer's state.
+struct CheckpointHook {
+  Index every_steps = 0;       ///< checkpoint.every_steps (0: never)
+  double every_seconds = 0.0;  ///< checkpoint.every_seconds (0: never)
+  std::function<void(const RunSnapshot&, const std::string&)> save;
+  Index last_steps = 0;
+  std::chrono::steady_clock::time_point last_time = std::chrono::steady_clock::now();
+
+  /// True (and the clocks restart) when a checkpoint is due at a sync after `steps` local steps.
+  bool due(Index steps) {
+    const auto now = std::chrono::steady_clock::now();
+    const bool by_steps = every_steps > 0 && steps - last_steps >= every_steps;
+    const bool by_time = every_seconds > 0.0 && std::chrono::duration<double>(now - last_time).count() >= every_seconds;
+    if (!by_steps && !by_time) return false;
+    last_steps = steps;
+    last_time = now;
+    return true;
+  }
+};
+
+/// Where a resumed run continues: the library's snapshot and the round observer's state.
+struct ResumePoint {
+  RunSnapshot snapshot;
+  std::string observer;
+};
+
 /// What a run writes to and listens to.
 struct RunEnv {
   MetricsWriter* metrics = nullptr;                  ///< metrics.jsonl (shared by the runs of an experiment)
@@ -41,6 +68,8 @@ struct RunEnv {
   bool evaluate = true;            ///< evaluate F at the averaged point (MPI engine: rank 0 only)
   const std::atomic<int>* interrupt_signal = nullptr;  ///< which signal set `interrupt` (for the message)
   bool output_failed = false;  ///< set by run_variant when an output file could not be written (OutputError)
+  CheckpointHook* checkpoint = nullptr;  ///< writes checkpoints at syncs; null: none
+  const ResumePoint* resume = nullptr;   ///< continue from here; null: a fresh run
 };
 
 /// A run whose mean minibatch loss exceeds this factor times max(1, |F(x0)|) has diverged although its loss is
@@ -226,7 +255,42 @@ class RoundObserver {
                      " × max(1, |F(x0)|) = " + lgm::detail::to_text(m_divergence_bound);
       return false;
     }
+    if (interrupted[0] == 0.0 && m_env.checkpoint && m_env.checkpoint->due(s.metrics.steps))
+      m_env.checkpoint->save(s.snapshot(), state_json());
     return interrupted[0] == 0.0;
+  }
+
+  /// The observer's state at a checkpoint (JSON): the record held back, the last one written, the next
+  /// evaluation point, the counters seen and the wall time so far.
+  std::string state_json() const {
+    using J = nlohmann::ordered_json;
+    J j = J::object();
+    j["pending"] = m_pending ? J(to_json(*m_pending)) : J(nullptr);
+    j["last"] = m_last ? J(to_json(*m_last)) : J(nullptr);
+    j["next_eval"] = m_next_eval;
+    j["last_loss"] = m_last_loss ? J(*m_last_loss) : J(nullptr);
+    j["seen"] = J::array({m_seen.steps, m_seen.samples, m_seen.comm_rounds, m_seen.global_rounds});
+    j["seen_times"] = J::array({m_seen.bytes, m_seen.compute_time_s, m_seen.comm_time_s, m_seen.sim_time_s});
+    j["seen_round"] = m_seen_round;
+    j["wall_s"] = wall_seconds();
+    return j.dump();
+  }
+
+  /// Continues from state_json()'s text (a resumed run).
+  void restore(const std::string& text) {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    if (!j.at("pending").is_null()) m_pending = round_record_from_json(j.at("pending"));
+    if (!j.at("last").is_null()) m_last = round_record_from_json(j.at("last"));
+    m_next_eval = j.at("next_eval").get<double>();
+    if (!j.at("last_loss").is_null()) m_last_loss = j.at("last_loss").get<double>();
+    const auto& seen = j.at("seen");
+    const auto& times = j.at("seen_times");
+    m_seen = Metrics{seen.at(0).get<Index>(),  seen.at(1).get<Index>(),  seen.at(2).get<Index>(),
+                     seen.at(3).get<Index>(),  times.at(0).get<double>(), times.at(1).get<double>(),
+                     times.at(2).get<double>(), times.at(3).get<double>()};
+    m_seen_round = j.at("seen_round").get<Index>();
+    m_start -= std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(j.at("wall_s").get<double>()));
   }
 
   /// After a run ended with an exception: writes the records held back, unevaluated (not after an output
@@ -450,6 +514,10 @@ VariantSummary run_variant(const Obj& train, const Obj* test, const Problem& pro
   RoundObserver<HostEvaluation<Obj>> observer(cfg, HostEvaluation<Obj>(train, test, method.options().threads),
                                               problem.x0, method.cost_model(), env);
   return observe_run(cfg, method.cost_model(), env, observer, [&] {
+    if (env.resume) {  // a resumed run (in one process: runner.cpp refuses checkpoints under MPI)
+      observer.restore(env.resume->observer);
+      return method.resume(train, problem.x0, env.resume->snapshot, observer);
+    }
 #if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
     return env.mpi ? method.run_with(*env.mpi, train, problem.x0, observer) : method.run(train, problem.x0, observer);
 #else

@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "build.hpp"
+#include "checkpoint_file.hpp"
 #include "memory_plan.hpp"
 #include "network.hpp"
 #include "progress.hpp"
@@ -270,7 +271,7 @@ std::vector<std::filesystem::path> own_output_files(const std::filesystem::path&
   auto add_if_there = [&](const fs::path& rel) {
     if (fs::exists(fs::symlink_status(out_dir / rel, ec))) found.push_back(rel);
   };
-  for (const char* f : {"config.toml", "metrics.jsonl", "summary.json", "summary.md"}) {
+  for (const char* f : {"config.toml", "metrics.jsonl", "summary.json", "summary.md", "checkpoint.bin"}) {
     add_if_there(f);
     add_if_there(std::string(f) + ".tmp");
   }
@@ -374,19 +375,51 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
   int rank = 0, ranks = 1;  // plain ints: the lambdas below capture them
   if (use_mpi) std::tie(rank, ranks) = world_rank_and_size();
   const bool root = rank == 0;
+  const SimCheckpoint* resume = options.resume;
+  const bool checkpoints = std::any_of(experiment.runs.begin(), experiment.runs.end(), [](const RunConfig& c) {
+    return c.integer("checkpoint.every_steps") > 0 || c.number("checkpoint.every_seconds") > 0.0;
+  });
+  if (use_mpi && (checkpoints || resume))
+    throw ConfigError("checkpoint.every_steps", "> 0", "0 under --engine mpi (checkpoints are of in-process runs)");
+  auto matches = [&](std::uint64_t hash) {  // the checkpoint's configuration is this one
+    return resume->config_hash == hash;
+  };
+  if (resume && (resume->variant < 0 ||
+                 resume->variant >= static_cast<Index>(experiment.runs.size()) ||
+                 static_cast<Index>(resume->completed.size()) != resume->variant))
+    throw DataError("checkpoint '" + (options.out_dir / "checkpoint.bin").string() +
+                    "' belongs to another configuration than " + (options.out_dir / "config.toml").string() +
+                    " (edited since the run started?)");
   std::vector<PreparedRun> prepared;
   run_on_all_ranks([&] {
     check_experiment(experiment);
-    if (root) check_output_directory(options.out_dir, options.overwrite);
+    if (root && !resume) check_output_directory(options.out_dir, options.overwrite);
     if (use_mpi) check_mpi_layout(experiment, ranks);
     prepared = prepare(experiment, options.quiet || !root ? nullptr : &log);
   });
   agree_on_configuration(experiment, prepared, rank, ranks);
+  // the resolved configuration (measured costs included), as config.toml holds it
+  const std::uint64_t config_hash = text_hash(experiment_to_toml(experiment));
+  if (resume && !matches(config_hash))
+    throw DataError("checkpoint '" + (options.out_dir / "checkpoint.bin").string() +
+                    "' belongs to another configuration than " + (options.out_dir / "config.toml").string() +
+                    " (edited since the run started?)");
 
   std::optional<MetricsWriter> metrics_file;
   run_on_all_ranks([&] {
     if (!root) return;
     // only now that every run is known to start: the earlier run's files go (not on a bad configuration)
+    if (resume) {
+      // the lines after the checkpoint are written again by the resumed run, bitwise the same
+      std::error_code ec;
+      std::filesystem::resize_file(options.out_dir / "metrics.jsonl", static_cast<std::uintmax_t>(resume->metrics_bytes),
+                                   ec);
+      if (ec)
+        throw OutputError("cannot cut metrics.jsonl back to the checkpoint's " + std::to_string(resume->metrics_bytes) +
+                          " bytes: " + ec.message());
+      metrics_file.emplace(options.out_dir / "metrics.jsonl", true);
+      return;
+    }
     if (options.overwrite) clear_own_outputs(options.out_dir);
     write_file_atomically(options.out_dir / "config.toml", experiment_to_toml(experiment), "configuration");
     metrics_file.emplace(options.out_dir / "metrics.jsonl");
@@ -403,15 +436,37 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
   bool output_failed = false;
 
   const Index count = static_cast<Index>(experiment.runs.size());
-  for (Index i = 0; i < count; ++i) {
+  const Index first = resume ? resume->variant : 0;
+  std::vector<RoundRecord> written;  // a resumed experiment's records so far, for the plots
+  if (resume) written = read_metrics(options.out_dir / "metrics.jsonl");
+  auto written_records = [&](const std::string& run) {
+    std::vector<RoundRecord> out;
+    for (const RoundRecord& r : written)
+      if (r.run == run) out.push_back(r);
+    return out;
+  };
+  for (Index i = 0; i < first; ++i) {  // finished before the checkpoint
+    summary.variants.push_back(resume->completed[static_cast<size_t>(i)]);
+    records.push_back(written_records(summary.variants.back().name));
+  }
+  std::optional<ResumePoint> resume_point;
+  if (resume) resume_point = ResumePoint{resume->run, resume->observer};
+  for (Index i = first; i < count; ++i) {
     if (on_any_rank(options.interrupt && options.interrupt->load(), ranks)) {
       summary.interrupted = true;
       break;
     }
     const RunConfig& cfg = experiment.runs[static_cast<size_t>(i)];
-    records.emplace_back();
+    records.push_back(resume && i == first ? written_records(cfg.name()) : std::vector<RoundRecord>{});
     RunEnv env{metrics, &progress, options.interrupt, &records.back(), root ? options.on_round : nullptr};
     env.interrupt_signal = options.interrupt_signal;
+    CheckpointHook hook{cfg.integer("checkpoint.every_steps"), cfg.number("checkpoint.every_seconds"), {}};
+    hook.save = [&, i](const RunSnapshot& snapshot, const std::string& observer) {
+      write_checkpoint(options.out_dir / "checkpoint.bin",
+                       SimCheckpoint{config_hash, i, metrics ? metrics->bytes() : 0, summary.variants, observer, snapshot});
+    };
+    if (hook.every_steps > 0 || hook.every_seconds > 0.0) env.checkpoint = &hook;
+    if (resume && i == first) env.resume = &*resume_point;
 #if LGM_SIM_MPI
     std::optional<MpiCommunicator> comm;
     if (use_mpi) {
@@ -479,6 +534,11 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
     progress.message("lgm-sim: outputs in " + options.out_dir.string());
   }
 
+  // a finished experiment needs no checkpoint (an interrupted one keeps it: `lgm-sim resume` continues it)
+  if (root && !summary.interrupted) {
+    std::error_code ec;
+    std::filesystem::remove(options.out_dir / "checkpoint.bin", ec);
+  }
   if (summary.interrupted) {
     const int signal = options.interrupt_signal ? options.interrupt_signal->load() : 0;
     outcome.exit_code = signal > 0 ? 128 + signal : kExitInterrupted;
