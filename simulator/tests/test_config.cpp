@@ -438,7 +438,7 @@ TEST_CASE("config: schema_listing contains every key") {
     CHECK(contains(listing, spec.doc));
     CHECK(!spec.doc.empty());
   }
-  CHECK(lgm::sim::schema().size() == 90);  // the keys of the design, all of them (79 + 11 of the networks)
+  CHECK(lgm::sim::schema().size() == 92);  // the keys of the design: 79, 11 of the networks, 2 of checkpoints
 }
 
 TEST_CASE("config: which keys were given (file, variant, override, grid, set) and which defaulted") {

@@ -257,6 +257,8 @@ std::map<std::string, std::vector<std::string>> candidates() {
       {"compute.stragglers", {"1"}},
       {"compute.straggler_factor", {"3"}},
       {"compute.slowdown", {"[1, 3]"}},
+      {"checkpoint.every_steps", {"4"}},
+      {"checkpoint.every_seconds", {"0.001"}},
   };
   for (const KeySpec& spec : schema())
     if (!spec.choices.empty()) c[spec.key] = spec.choices;
@@ -268,6 +270,8 @@ const std::set<std::string> kNeverLive = {
     "run.threads",     // speed only: results never depend on the thread count
     "batch.b_min",     // a bound on batch.b and batch.micro_batches (adaptive sizes start at batch.b, never shrink)
     "problem.device",  // cpu is the default, and this build refuses cuda (test_sim_networks.cpp)
+    "checkpoint.every_steps",    // writes checkpoint.bin, never changes a run (resume_test.sh)
+    "checkpoint.every_seconds",  // the same, by wall time
 };
 
 // Keys tried in the first context that accepts them only: compute.measure times gradients for 0.1 s per run,
