@@ -33,7 +33,7 @@ cat > "$tmp/convex.toml" <<'TOML'
 name = "convex"
 [run]
 workers = 4
-max_steps = 3000
+max_steps = 40000
 eval_points = 30
 threads = 2
 [problem]
@@ -49,7 +49,7 @@ b_max = 64
 [outer]
 type = "nesterov"
 [checkpoint]
-every_steps = 150
+every_steps = 2000
 [[variant]]
 name = "norm"
 [[variant]]
