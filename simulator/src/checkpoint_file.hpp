@@ -1,7 +1,7 @@
 // checkpoint.bin: what `lgm-sim resume DIR` needs to continue a killed experiment bitwise,
-// docs/simulator.md §Checkpoint and resume: the resolved configuration's hash, the run in progress, the length of metrics.jsonl,
-// the finished runs' summaries, the round observer's state and the library's snapshot of the run. Written
-// atomically (a temporary file, fsync, rename) in lgm's snapshot format (format version, checksum).
+// docs/simulator.md §Checkpoint and resume: the resolved configuration's hash, the run in progress, the length of
+// metrics.jsonl, the finished runs' summaries, the round observer's state and the library's snapshot of the run.
+// Written atomically (a temporary file, fsync, rename) in lgm's snapshot format (format version, checksum).
 #pragma once
 
 #include <cstdint>

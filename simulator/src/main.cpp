@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint_file.hpp"
 #include "config.hpp"
 #include "demo_config.hpp"
 #include "lgm/core/error.hpp"
-#include "checkpoint_file.hpp"
 #include "runner.hpp"
 
 #if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI

@@ -67,7 +67,7 @@ struct RunEnv {
   MpiCommunicator* mpi = nullptr;  ///< MPI engine: the run's communicator (this rank's workers); null in-process
   bool evaluate = true;            ///< evaluate F at the averaged point (MPI engine: rank 0 only)
   const std::atomic<int>* interrupt_signal = nullptr;  ///< which signal set `interrupt` (for the message)
-  bool output_failed = false;  ///< set by run_variant when an output file could not be written (OutputError)
+  bool output_failed = false;            ///< set by run_variant when an output file could not be written (OutputError)
   CheckpointHook* checkpoint = nullptr;  ///< writes checkpoints at syncs; null: none
   const ResumePoint* resume = nullptr;   ///< continue from here; null: a fresh run
 };
@@ -285,8 +285,8 @@ class RoundObserver {
     if (!j.at("last_loss").is_null()) m_last_loss = j.at("last_loss").get<double>();
     const auto& seen = j.at("seen");
     const auto& times = j.at("seen_times");
-    m_seen = Metrics{seen.at(0).get<Index>(),  seen.at(1).get<Index>(),  seen.at(2).get<Index>(),
-                     seen.at(3).get<Index>(),  times.at(0).get<double>(), times.at(1).get<double>(),
+    m_seen = Metrics{seen.at(0).get<Index>(),   seen.at(1).get<Index>(),   seen.at(2).get<Index>(),
+                     seen.at(3).get<Index>(),   times.at(0).get<double>(), times.at(1).get<double>(),
                      times.at(2).get<double>(), times.at(3).get<double>()};
     m_seen_round = j.at("seen_round").get<Index>();
     m_start -= std::chrono::duration_cast<std::chrono::steady_clock::duration>(

@@ -384,8 +384,7 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
   auto matches = [&](std::uint64_t hash) {  // the checkpoint's configuration is this one
     return resume->config_hash == hash;
   };
-  if (resume && (resume->variant < 0 ||
-                 resume->variant >= static_cast<Index>(experiment.runs.size()) ||
+  if (resume && (resume->variant < 0 || resume->variant >= static_cast<Index>(experiment.runs.size()) ||
                  static_cast<Index>(resume->completed.size()) != resume->variant))
     throw DataError("checkpoint '" + (options.out_dir / "checkpoint.bin").string() +
                     "' belongs to another configuration than " + (options.out_dir / "config.toml").string() +
@@ -412,8 +411,8 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
     if (resume) {
       // the lines after the checkpoint are written again by the resumed run, bitwise the same
       std::error_code ec;
-      std::filesystem::resize_file(options.out_dir / "metrics.jsonl", static_cast<std::uintmax_t>(resume->metrics_bytes),
-                                   ec);
+      std::filesystem::resize_file(options.out_dir / "metrics.jsonl",
+                                   static_cast<std::uintmax_t>(resume->metrics_bytes), ec);
       if (ec)
         throw OutputError("cannot cut metrics.jsonl back to the checkpoint's " + std::to_string(resume->metrics_bytes) +
                           " bytes: " + ec.message());
@@ -462,8 +461,8 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
     env.interrupt_signal = options.interrupt_signal;
     CheckpointHook hook{cfg.integer("checkpoint.every_steps"), cfg.number("checkpoint.every_seconds"), {}};
     hook.save = [&, i](const RunSnapshot& snapshot, const std::string& observer) {
-      write_checkpoint(options.out_dir / "checkpoint.bin",
-                       SimCheckpoint{config_hash, i, metrics ? metrics->bytes() : 0, summary.variants, observer, snapshot});
+      write_checkpoint(options.out_dir / "checkpoint.bin", SimCheckpoint{config_hash, i, metrics ? metrics->bytes() : 0,
+                                                                         summary.variants, observer, snapshot});
     };
     if (hook.every_steps > 0 || hook.every_seconds > 0.0) env.checkpoint = &hook;
     if (resume && i == first) env.resume = &*resume_point;

@@ -40,7 +40,7 @@ struct RunnerOptions {
   const std::atomic<int>* interrupt_signal = nullptr;  ///< the signal that set `interrupt` (messages, exit status)
   std::function<void(const RoundRecord&)> on_round;    ///< called after every metrics line is written
   Engine engine = Engine::in_process;                  ///< mpi: the caller has initialized MPI
-  const SimCheckpoint* resume = nullptr;  ///< continue the experiment of out_dir from this checkpoint
+  const SimCheckpoint* resume = nullptr;               ///< continue the experiment of out_dir from this checkpoint
   bool mpi_ordered = false;  ///< mpi: MpiReduction::ordered (bitwise equal to in_process) instead of allreduce
 };
 

@@ -251,7 +251,7 @@ TEST_CASE("config: out-of-range values and wrong types name key, value and range
   CHECK(parse_error("description = 3\n" + budget) == "invalid description = 3 (accepted: a string)");
   CHECK(parse_error("bogus = 3\n" + budget) ==
         "invalid bogus = 3 (accepted: name, description, [[variant]] or a section: run, problem, optimizer, "
-        "schedule, sync, batch, sampler, outer, network, compute)");
+        "schedule, sync, batch, sampler, outer, network, compute, checkpoint)");
   // A variant's value errors name the variant.
   CHECK(parse_error(budget + "[[variant]]\nname = \"v\"\nsync.H = 0\n") ==
         "invalid sync.H (variant \"v\") = 0 (accepted: an integer in [1, 10^9])");
