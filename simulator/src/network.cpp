@@ -57,8 +57,6 @@ class NetworkProblem {
   }
 };
 
-bool is_network_type(const std::string& type) { return type == "resnet" || type == "gpt"; }
-
 namespace {
 
 /// What the simulator may use: the host's memory (LGM_MEMORY_LIMIT lowers it), 0 when it is unknown.

@@ -15,7 +15,7 @@ namespace lgm::sim {
 struct RunEnv;  // run_variant.hpp
 
 /// True for problem.type = resnet or gpt.
-bool is_network_type(const std::string& type);
+inline bool is_network_type(const std::string& type) { return type == "resnet" || type == "gpt"; }
 
 /// Loads the data and builds the network objective of cfg's [problem] section into `problem` (network,
 /// description, x0, labels). Throws ConfigError (a key, its value, the accepted range) or DataError (a file).

@@ -12,7 +12,6 @@ namespace {
 }
 }  // namespace
 
-bool is_network_type(const std::string& type) { return type == "resnet" || type == "gpt"; }
 void build_network_problem(const RunConfig& cfg, Problem&) { unavailable(cfg.text("problem.type")); }
 void validate_network_method(const RunConfig& cfg, ConfiguredMethod&, const Problem&) {
   unavailable(cfg.text("problem.type"));

@@ -362,16 +362,14 @@ class RunLoop final : public SnapshotSource {
 
   /// The state at the end of the current round (RunState::snapshot(), called from on_sync).
   RunSnapshot take() override {
-    if (const char* missing = missing_checkpoint())
+    if constexpr (constexpr const char* missing = missing_checkpoint(); missing != nullptr) {
       throw SnapshotError(std::string("this run cannot be saved: its ") + missing +
                           " has no checkpoint(archive) (docs/driver.md §Checkpoint and resume)");
-    if constexpr (missing_checkpoint() == nullptr) {
+    } else {
       StateWriter w;
       Index next_round = m_round + 1;
       checkpoint(w, next_round);
       return std::move(w).finish();
-    } else {
-      return {};
     }
   }
 
