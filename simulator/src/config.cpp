@@ -241,6 +241,8 @@ struct Schema {
             "rounds (evenly spaced by samples) at which full loss, gradient norm and test metrics are evaluated, "
             "plus the last");
     boolean("run.eval_every_round", false, "evaluate at every round instead of eval_points rounds");
+    boolean("run.save_model", false,
+            "write each run's final averaged model to model_<k>_<variant>.npy (NumPy float64, shape (d,))");
 
     choice("problem.type", "logistic",
            {"quadratic", "least_squares", "logistic", "nonconvex_logistic", "softmax", "mlp", "resnet", "gpt"},

@@ -1,19 +1,25 @@
 // lgm-sim: local gradient methods simulated with many workers in one process (docs/simulator.md), or spread
 // over the ranks of `mpirun -np P lgm-sim run CONFIG --engine mpi` (docs/mpi.md).
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <iostream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "checkpoint_file.hpp"
 #include "config.hpp"
 #include "demo_config.hpp"
 #include "lgm/core/error.hpp"
+#include "network.hpp"
 #include "runner.hpp"
 
 #if defined(LGM_HAVE_MPI) && LGM_HAVE_MPI
@@ -73,8 +79,49 @@ bool is_secondary_rank() {
   return r && std::string(r) != "0";
 }
 
-int run(lgm::sim::ExperimentConfig experiment, const CommonOptions& o,
+/// The device the experiment's networks run on ("" when it has none); one device for every run.
+std::string network_device_of(const lgm::sim::ExperimentConfig& experiment) {
+  std::string device;
+  for (const lgm::sim::RunConfig& r : experiment.runs) {
+    if (!lgm::sim::is_network_type(r.text("problem.type"))) continue;
+    const std::string d = r.text("problem.device");
+    if (!device.empty() && d != device)
+      throw lgm::ConfigError("problem.device", "\"" + d + "\" in variant " + r.name() + ", \"" + device + "\" before",
+                             "one device for every run of an experiment");
+    device = d;
+  }
+  return device;
+}
+
+/// A network run for the other device is handed to the sibling executable beside this one (lgm-sim runs
+/// problem.device = "cpu", lgm-sim-cuda "cuda": one process holds one Thrust system), with the same arguments,
+/// before anything is written. Returns when this executable runs the experiment itself.
+void hand_over_if_other_device(const lgm::sim::ExperimentConfig& experiment, char** argv) {
+  const std::string wanted = network_device_of(experiment), here = lgm::sim::network_device();
+  const char* sibling_name = wanted == "cuda" && here != "cuda"  ? "lgm-sim-cuda"
+                             : wanted == "cpu" && here == "cuda" ? "lgm-sim"
+                                                                 : nullptr;
+  if (sibling_name == nullptr) return;
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const std::filesystem::path sibling = self.parent_path() / sibling_name;
+  const std::string accepted = "\"" + std::string(here.empty() ? "cpu" : here) + "\"";
+  if (ec || !std::filesystem::exists(sibling))
+    throw lgm::ConfigError("problem.device", "\"" + wanted + "\"",
+                           accepted + ": " + sibling_name + " is not beside this executable" +
+                               (wanted == "cuda" ? " (a build without the CUDA toolkit has none: configure where "
+                                                   "/usr/local/cuda/bin/nvcc exists; docs/simulator.md §Networks)"
+                                                 : ""));
+  if (std::getenv("LGM_SIM_HANDED_OVER") != nullptr)  // the sibling handed it back: never loop
+    throw lgm::ConfigError("problem.device", "\"" + wanted + "\"", accepted + " (" + sibling_name + " handed it back)");
+  setenv("LGM_SIM_HANDED_OVER", "1", 1);
+  execv(sibling.c_str(), argv);
+  throw std::runtime_error("cannot start " + sibling.string() + ": " + std::strerror(errno));
+}
+
+int run(lgm::sim::ExperimentConfig experiment, const CommonOptions& o, char** argv,
         const lgm::sim::SimCheckpoint* resume = nullptr) {
+  hand_over_if_other_device(experiment, argv);
   lgm::sim::RunnerOptions ro;
   ro.resume = resume;
   ro.out_dir = o.out.empty() ? std::filesystem::path("runs") / experiment.name : std::filesystem::path(o.out);
@@ -110,7 +157,7 @@ int run_mpi([[maybe_unused]] int& argc, [[maybe_unused]] char**& argv,
   try {
     lgm::sim::ExperimentConfig experiment;
     lgm::sim::run_on_all_ranks([&] { experiment = load(); });
-    return run(std::move(experiment), o);
+    return run(std::move(experiment), o, argv);
   } catch (const lgm::sim::PeerRankFailed& e) {
     return e.code;  // the failed rank printed the reason
   } catch (const lgm::ConfigError& e) {
@@ -202,22 +249,25 @@ int main(int argc, char** argv) {
     }
     if (*validate_cmd) {
       const auto experiment = lgm::sim::load_experiment(config_path, validate_opts.overrides);
+      hand_over_if_other_device(experiment, argv);
       lgm::sim::validate_experiment(experiment);
       std::cout << config_path << ": valid, " << experiment.runs.size() << " run(s)\n";
       for (const std::string& note : lgm::sim::no_effect_notes(experiment)) std::cout << note << "\n";
       return 0;
     }
-    if (*run_cmd) return run(lgm::sim::load_experiment(config_path, run_opts.overrides), run_opts);
+    if (*run_cmd) return run(lgm::sim::load_experiment(config_path, run_opts.overrides), run_opts, argv);
     if (*resume_cmd) {
       // the resolved config.toml of the run (every key, the measured costs): the checkpoint names its hash
       const std::filesystem::path dir(resume_dir);
       const lgm::sim::SimCheckpoint checkpoint = lgm::sim::read_checkpoint(dir / "checkpoint.bin");
       resume_opts.out = resume_dir;
-      return run(lgm::sim::load_experiment((dir / "config.toml").string(), {}), resume_opts, &checkpoint);
+      return run(lgm::sim::load_experiment((dir / "config.toml").string(), {}), resume_opts, argv, &checkpoint);
     }
     if (*sweep_cmd)
-      return run(lgm::sim::expand_grid(lgm::sim::load_experiment(config_path, sweep_opts.overrides), grid), sweep_opts);
-    return run(lgm::sim::parse_experiment(lgm::sim::kDemoConfig, "built-in demo", demo_opts.overrides), demo_opts);
+      return run(lgm::sim::expand_grid(lgm::sim::load_experiment(config_path, sweep_opts.overrides), grid), sweep_opts,
+                 argv);
+    return run(lgm::sim::parse_experiment(lgm::sim::kDemoConfig, "built-in demo", demo_opts.overrides), demo_opts,
+               argv);
   } catch (const lgm::ConfigError& e) {
     std::cerr << "lgm-sim: " << e.what() << "\n";
     return lgm::sim::kExitBadInput;

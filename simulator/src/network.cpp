@@ -59,17 +59,25 @@ class NetworkProblem {
 
 namespace {
 
-/// What the simulator may use: the host's memory (LGM_MEMORY_LIMIT lowers it), 0 when it is unknown.
+/// What the network may use: on the OpenMP system the host's memory (LGM_MEMORY_LIMIT lowers it); 0 (unknown
+/// here) on a CUDA device, where the objective checks its plan against cudaMemGetInfo's free memory.
 double memory_limit() {
+  if constexpr (LGM_GPU_CUDA) return 0.0;
   const auto budget = available_memory();
   return budget ? budget->bytes : 0.0;
 }
 
-void require_cpu(const RunConfig& cfg) {
-  if (cfg.text("problem.device") == "cuda")
-    throw ConfigError("problem.device", "\"cuda\"",
-                      "\"cpu\": this lgm-sim runs networks on Thrust's OpenMP system only (CUDA runs are the "
-                      "gpu/ test and benchmark binaries of a build with -DLGM_WITH_CUDA=ON)");
+/// problem.device must name this executable's system, and a CUDA device must be usable, before anything loads.
+void require_device(const RunConfig& cfg) {
+  const std::string device = cfg.text("problem.device");
+  if (device != network_device())
+    throw ConfigError(
+        "problem.device", "\"" + device + "\"",
+        "\"" + std::string(network_device()) +
+            "\" in this executable (lgm-sim runs problem.device = "
+            "\"cpu\", lgm-sim-cuda \"cuda\"; each hands the other's runs over: docs/simulator.md §Networks)");
+  if (const std::string why = gpu::device_unavailable_reason(); !why.empty())
+    throw ConfigError("problem.device", "\"cuda\"", "\"cpu\": " + why);
 }
 
 /// `count` samples of `data`, evenly spaced (all of them when count ≥ N).
@@ -239,8 +247,10 @@ void set_threads(int threads) {
 
 }  // namespace
 
+const char* network_device() { return LGM_GPU_CUDA ? "cuda" : "cpu"; }
+
 void build_network_problem(const RunConfig& cfg, Problem& problem) {
-  require_cpu(cfg);
+  require_device(cfg);
   auto net = std::make_shared<NetworkProblem>();
   if (cfg.text("problem.type") == "resnet")
     build_resnet(cfg, problem, *net);

@@ -17,6 +17,10 @@ struct RunEnv;  // run_variant.hpp
 /// True for problem.type = resnet or gpt.
 inline bool is_network_type(const std::string& type) { return type == "resnet" || type == "gpt"; }
 
+/// "cpu" where the networks run on Thrust's OpenMP system (lgm-sim), "cuda" on a CUDA device (lgm-sim-cuda), ""
+/// where this build cannot run networks.
+const char* network_device();
+
 /// Loads the data and builds the network objective of cfg's [problem] section into `problem` (network,
 /// description, x0, labels). Throws ConfigError (a key, its value, the accepted range) or DataError (a file).
 void build_network_problem(const RunConfig& cfg, Problem& problem);

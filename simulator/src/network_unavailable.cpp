@@ -12,6 +12,7 @@ namespace {
 }
 }  // namespace
 
+const char* network_device() { return ""; }
 void build_network_problem(const RunConfig& cfg, Problem&) { unavailable(cfg.text("problem.type")); }
 void validate_network_method(const RunConfig& cfg, ConfiguredMethod&, const Problem&) {
   unavailable(cfg.text("problem.type"));

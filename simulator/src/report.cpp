@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -268,6 +269,28 @@ void write_file_atomically(const fs::path& file, std::string_view text, std::str
     (void)::fsync(dir_fd);
     ::close(dir_fd);
   }
+}
+
+std::string npy_vector(std::span<const double> x) {
+  static_assert(std::endian::native == std::endian::little, "npy_vector writes the host's doubles as '<f8'");
+  std::string header = "{'descr': '<f8', 'fortran_order': False, 'shape': (" + std::to_string(x.size()) + ",), }";
+  // magic (6) + version (2) + header length (2) + header, padded with spaces to a multiple of 64, ending in '\n'
+  const std::size_t total = (10 + header.size() + 1 + 63) / 64 * 64;
+  header.append(total - 10 - header.size() - 1, ' ');
+  header += '\n';
+  std::string out("\x93NUMPY\x01\x00", 8);
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>(header.size() >> 8);
+  out += header;
+  out.append(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(double));
+  return out;
+}
+
+std::string model_file_name(Index index, const std::string& run_name) {
+  std::string name = run_name;
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '_';
+  return "model_" + std::to_string(index) + "_" + name + ".npy";
 }
 
 std::vector<RoundRecord> read_metrics(const fs::path& file) {

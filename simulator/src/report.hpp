@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -65,6 +66,13 @@ class MetricsWriter {
 /// On failure the temporary is removed, an earlier `file` is left as it was, and OutputError names `what`, the
 /// file and the OS's reason.
 void write_file_atomically(const std::filesystem::path& file, std::string_view text, std::string_view what);
+
+/// A vector in NumPy's .npy format (version 1.0, '<f8', shape (n,)): `numpy.load` reads it.
+std::string npy_vector(std::span<const double> x);
+
+/// The file of run `index`'s final model (run.save_model): model_<index>_<name>.npy, the name's characters
+/// other than letters, digits, '.', '-' and '_' replaced by '_'.
+std::string model_file_name(Index index, const std::string& run_name);
 
 /// Reads a metrics.jsonl file (blank lines are skipped). Throws DataError naming "file:line" on a line that is
 /// not valid JSON or not a valid record, and naming the file when it cannot be opened.

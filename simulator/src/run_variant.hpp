@@ -70,6 +70,7 @@ struct RunEnv {
   bool output_failed = false;            ///< set by run_variant when an output file could not be written (OutputError)
   CheckpointHook* checkpoint = nullptr;  ///< writes checkpoints at syncs; null: none
   const ResumePoint* resume = nullptr;   ///< continue from here; null: a fresh run
+  std::filesystem::path model_file{};    ///< run.save_model: the final averaged model's .npy; empty: none
 };
 
 /// A run whose mean minibatch loss exceeds this factor times max(1, |F(x0)|) has diverged although its loss is
@@ -490,6 +491,17 @@ VariantSummary observe_run(const RunConfig& cfg, const MultiNetworkCost& cost, R
     s.mpi = MpiSummary{env.mpi->ranks(), to_string(env.mpi->reduction()), t.collectives, t.payload_bytes, t.wire_bytes};
   }
 #endif
+  if (!env.model_file.empty() && result.x.size() > 0 &&
+      (s.status == RunStatus::completed || s.status == RunStatus::interrupted)) {
+    try {
+      write_file_atomically(env.model_file, npy_vector(std::span<const double>(result.x.data(), result.x.size())),
+                            "model");
+    } catch (const OutputError& e) {
+      env.output_failed = true;
+      s.status = RunStatus::failed;
+      s.message = e.what();
+    }
+  }
   if (const auto& last = observer.last()) {
     s.batch_min = last->batch_min;
     s.batch_mean = last->batch_mean;

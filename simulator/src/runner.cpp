@@ -288,6 +288,11 @@ std::vector<std::filesystem::path> own_output_files(const std::filesystem::path&
            std::isdigit(static_cast<unsigned char>(n[1])) && n[2] == '_' &&
            (ends_with(n, ".dat") || ends_with(n, ".dat.tmp"));
   };
+  // model_<k>_<run>.npy (run.save_model)
+  for (fs::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    if (n.rfind("model_", 0) == 0 && (ends_with(n, ".npy") || ends_with(n, ".npy.tmp"))) found.push_back(n);
+  }
   const fs::path plots = "plots";
   if (!fs::is_directory(out_dir / plots, ec)) return found;
   for (fs::directory_iterator it(out_dir / plots, ec), end; !ec && it != end; it.increment(ec)) {
@@ -466,6 +471,7 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
     };
     if (hook.every_steps > 0 || hook.every_seconds > 0.0) env.checkpoint = &hook;
     if (resume && i == first) env.resume = &*resume_point;
+    if (root && cfg.flag("run.save_model")) env.model_file = options.out_dir / model_file_name(i, cfg.name());
 #if LGM_SIM_MPI
     std::optional<MpiCommunicator> comm;
     if (use_mpi) {

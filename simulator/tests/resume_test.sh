@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Kill and resume (docs/simulator.md §Checkpoint and resume): runs with checkpoints are killed with SIGKILL at
 # random points after their first checkpoint, continued with `lgm-sim resume DIR`, and their metrics.jsonl and
-# summary.json must be byte for byte those of an uninterrupted run (wall times aside). Every evaluated loss
-# depends on the parameters bitwise, so equal files mean equal parameters at every evaluation point.
+# summary.json must be byte for byte those of an uninterrupted run (wall times aside), and so must the final
+# parameters of every run (run.save_model: model_<k>_<variant>.npy).
 # Cases: a convex experiment of two variants (killed in either), a small ResNet on generated CIFAR-10 files, a
 # small GPT on a generated text.
 # Usage: resume_test.sh /path/to/lgm-sim [kills per case (default 2)]
@@ -36,6 +36,7 @@ workers = 4
 max_steps = 40000
 eval_points = 30
 threads = 2
+save_model = true
 [problem]
 type = "logistic"
 N = 4000
@@ -62,9 +63,10 @@ cat > "$tmp/resnet.toml" <<TOML
 name = "resnet"
 [run]
 workers = 2
-max_steps = 60
-eval_points = 6
+max_steps = 160
+eval_points = 8
 threads = 2
+save_model = true
 [problem]
 type = "resnet"
 data = "cifar10"
@@ -92,6 +94,7 @@ workers = 2
 max_steps = 80
 eval_points = 8
 threads = 2
+save_model = true
 [problem]
 type = "gpt"
 data = "text"
@@ -126,6 +129,7 @@ for case in convex resnet gpt; do
   "$sim" run "$tmp/$case.toml" --out "$tmp/$case-ref" --quiet --no-plots >/dev/null 2>"$tmp/err" ||
     fail "$case: the uninterrupted run failed: $(cat "$tmp/err")"
   [ ! -e "$tmp/$case-ref/checkpoint.bin" ] || fail "$case: a finished run keeps its checkpoint.bin"
+  compgen -G "$tmp/$case-ref/model_*.npy" >/dev/null || fail "$case: run.save_model wrote no model_*.npy"
   for k in $(seq 1 "$kills"); do
     out="$tmp/$case-$k"
     "$sim" run "$tmp/$case.toml" --out "$out" --quiet --no-plots >/dev/null 2>&1 &
@@ -144,6 +148,9 @@ for case in convex resnet gpt; do
       fail "$case kill $k: metrics.jsonl differs from the uninterrupted run's"
     cmp -s <(strip "$tmp/$case-ref/summary.json") <(strip "$out/summary.json") ||
       fail "$case kill $k: summary.json differs from the uninterrupted run's"
+    for m in "$tmp/$case-ref"/model_*.npy; do
+      cmp -s "$m" "$out/$(basename "$m")" || fail "$case kill $k: $(basename "$m") differs from the uninterrupted run's"
+    done
     [ ! -e "$out/checkpoint.bin" ] || fail "$case: the resumed run keeps its checkpoint.bin"
   done
 done

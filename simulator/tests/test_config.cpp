@@ -438,7 +438,7 @@ TEST_CASE("config: schema_listing contains every key") {
     CHECK(contains(listing, spec.doc));
     CHECK(!spec.doc.empty());
   }
-  CHECK(lgm::sim::schema().size() == 92);  // the keys of the design: 79, 11 of the networks, 2 of checkpoints
+  CHECK(lgm::sim::schema().size() == 93);  // the design's 79 keys, 11 of networks, 2 of checkpoints, run.save_model
 }
 
 TEST_CASE("config: which keys were given (file, variant, override, grid, set) and which defaulted") {

@@ -192,6 +192,7 @@ std::map<std::string, std::vector<std::string>> candidates() {
       {"run.max_steps", {"12"}},
       {"run.eval_points", {"1"}},
       {"run.eval_every_round", {"true", "false"}},
+      {"run.save_model", {"true"}},
       {"problem.path", {f.fashion_b, f.libsvm_b, f.cifar_b, f.text_b}},
       {"problem.test_path", {f.libsvm_test_b}},
       {"problem.train_limit", {"20"}},
@@ -269,9 +270,10 @@ std::map<std::string, std::vector<std::string>> candidates() {
 const std::set<std::string> kNeverLive = {
     "run.threads",     // speed only: results never depend on the thread count
     "batch.b_min",     // a bound on batch.b and batch.micro_batches (adaptive sizes start at batch.b, never shrink)
-    "problem.device",  // cpu is the default, and this build refuses cuda (test_sim_networks.cpp)
+    "problem.device",  // cuda needs a GPU; without one it is refused (test_sim_networks.cpp)
     "checkpoint.every_steps",    // writes checkpoint.bin, never changes a run (resume_test.sh)
     "checkpoint.every_seconds",  // the same, by wall time
+    "run.save_model",            // writes model_*.npy, never changes a run (test_sim_outputs.cpp)
 };
 
 // Keys tried in the first context that accepts them only: compute.measure times gradients for 0.1 s per run,

@@ -2,8 +2,10 @@
 // tiny GPT on a generated text file run through the same runner and outputs as the convex problems, bitwise the
 // same for 1 and 2 threads; bad keys are refused before any run, naming the key.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -164,4 +166,39 @@ TEST_CASE("sim networks: bad keys are refused before any run, naming the key") {
   refused(resnet, {"problem.data=\"fortunes\""}, "problem.data");
   refused(resnet, {"problem.type=\"softmax\""}, "problem.data");                             // cifar10 is the ResNet's
   CHECK_THROWS_AS(validate_experiment(parse_experiment(resnet, "x.toml")), lgm::DataError);  // no such directory
+}
+
+TEST_CASE("sim networks: problem.device = cuda goes to lgm-sim-cuda or is refused before the run, saying why") {
+  TempDir dir;
+  write_text(dir.path / "t.txt");
+  const fs::path file = dir.path / "gpt.toml";
+  std::ofstream(file) << gpt_config(dir.path / "t.txt");
+  auto lgm_sim = [&](const std::string& args) {
+    const std::string cmd = std::string(LGM_SIM_EXE) + " " + args + " 2>&1";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::string out;
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, pipe)) out += buf;
+    const int status = pclose(pipe);
+    return std::pair{WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  };
+  // here no GPU is usable: without lgm-sim-cuda beside lgm-sim (no CUDA toolkit) or with it (no device), exit 2
+  const auto [code, out] = lgm_sim("run " + file.string() + " --out " + (dir.path / "out").string() +
+                                   " --quiet --no-plots --set problem.device=cuda");
+  if (out.find("lgm-sim-cuda is not beside") == std::string::npos &&
+      out.find("CUDA device") == std::string::npos) {  // a machine with a usable GPU ran it
+    CHECK(code == 0);
+    return;
+  }
+  CHECK(code == 2);
+  CHECK_MESSAGE(out.find("problem.device") != std::string::npos, out);
+  CHECK_FALSE(fs::exists(dir.path / "out" / "metrics.jsonl"));  // refused before anything was written
+  // one device for every network run of an experiment
+  std::ofstream(dir.path / "mixed.toml") << gpt_config(dir.path / "t.txt")
+                                         << "\n[[variant]]\nname = \"a\"\n[[variant]]\nname = \"b\"\n"
+                                            "problem.device = \"cuda\"\n";
+  const auto [mixed_code, mixed] = lgm_sim("validate " + (dir.path / "mixed.toml").string());
+  CHECK(mixed_code == 2);
+  CHECK_MESSAGE(mixed.find("one device for every run") != std::string::npos, mixed);
 }

@@ -3,8 +3,10 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -254,4 +256,40 @@ TEST_CASE(
   CHECK_NOTHROW(validate_experiment(parse_experiment(base + "variance = \"exact\"\n", "x.toml")));
   CHECK_THROWS_WITH_AS(validate_experiment(parse_experiment(base, "x.toml")), doctest::Contains("batch.apply_at"),
                        lgm::ConfigError);
+}
+
+TEST_CASE("sim: run.save_model writes each run's final averaged model as .npy; F there is the summary's loss") {
+  TempDir dir;
+  const ExperimentConfig experiment = parse_experiment(kSmall, "small.toml", {"run.save_model=true"});
+  const ExperimentOutcome out = run_experiment(experiment, quiet_options(dir.path));
+  REQUIRE(out.exit_code == kExitOk);
+  const auto problem = build_problem(experiment.runs[0]);
+  for (size_t k = 0; k < out.summary.variants.size(); ++k) {
+    const VariantSummary& v = out.summary.variants[k];
+    const fs::path file = dir.path / model_file_name(static_cast<lgm::Index>(k), v.name);
+    REQUIRE_MESSAGE(fs::exists(file), file.string());
+    // the .npy layout read back by hand: magic, version 1.0, a little-endian header length, the header, the data
+    std::ifstream in(file, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    REQUIRE(bytes.size() > 10);
+    CHECK(bytes.substr(0, 8) == std::string("\x93NUMPY\x01\x00", 8));
+    const std::size_t header_len = static_cast<unsigned char>(bytes[8]) + 256u * static_cast<unsigned char>(bytes[9]);
+    CHECK((10 + header_len) % 64 == 0);
+    const std::string header = bytes.substr(10, header_len);
+    CHECK(header.find("'descr': '<f8'") != std::string::npos);
+    CHECK(header.find("'shape': (10,)") != std::string::npos);
+    CHECK(header.back() == '\n');
+    REQUIRE(bytes.size() == 10 + header_len + 10 * sizeof(double));
+    lgm::Vector x(10);
+    std::memcpy(x.data(), bytes.data() + 10 + header_len, 10 * sizeof(double));
+    const double f = with_objective(*problem->train, [&](const auto& obj) { return lgm::full_loss(obj, x); });
+    REQUIRE(v.loss.has_value());
+    CHECK(f == doctest::Approx(*v.loss).epsilon(1e-12));
+  }
+  CHECK(model_file_name(3, "a b/c") == "model_3_a_b_c.npy");
+  // --overwrite removes them with the other outputs of the earlier run
+  RunnerOptions again = quiet_options(dir.path);
+  again.overwrite = true;
+  run_experiment(parse_experiment(kSmall, "small.toml"), again);
+  CHECK_FALSE(fs::exists(dir.path / model_file_name(0, out.summary.variants[0].name)));
 }
