@@ -67,6 +67,24 @@ run() {
 # the local norm test, 4 workers.
 write_agreement_configs() {
   local dir=$1
+  arms() {  # the two arms of both experiments; $1: the norm test's eta
+    cat <<TOML
+[sync]
+H = 4
+[batch]
+b = 8
+[[variant]]
+name = "constant b = 8"
+[[variant]]
+name = "local norm test"
+batch.type = "norm"
+batch.b_min = 8
+batch.b_max = 128
+batch.estimator = "micro_batch_means"
+batch.micro_batches = 4
+batch.eta = $1
+TOML
+  }
   cat >"$dir/gpt.toml" <<TOML
 name = "agreement_gpt"
 [run]
@@ -85,21 +103,8 @@ eval_samples = 64
 type = "adamw"
 lr = 0.003
 weight_decay = 0.1
-[sync]
-H = 4
-[batch]
-b = 8
-[[variant]]
-name = "constant b = 8"
-[[variant]]
-name = "local norm test"
-batch.type = "norm"
-batch.b_min = 8
-batch.b_max = 128
-batch.estimator = "micro_batch_means"
-batch.micro_batches = 4
-batch.eta = 1.0
 TOML
+  arms 1.0 >>"$dir/gpt.toml"
   python3 - "$dir/cifar" <<'PY' || return 0  # no python3: the GPT case alone
 import os, random, sys
 d = sys.argv[1]; os.makedirs(d, exist_ok=True); random.seed(7)
@@ -126,21 +131,8 @@ eval_samples = 200
 [optimizer]
 type = "heavy_ball"
 lr = 0.05
-[sync]
-H = 4
-[batch]
-b = 8
-[[variant]]
-name = "constant b = 8"
-[[variant]]
-name = "local norm test"
-batch.type = "norm"
-batch.b_min = 8
-batch.b_max = 128
-batch.estimator = "micro_batch_means"
-batch.micro_batches = 4
-batch.eta = 2.0
 TOML
+  arms 2.0 >>"$dir/resnet.toml"
 }
 
 jobs=$(nproc)
