@@ -121,7 +121,7 @@ void hand_over_if_other_device(const lgm::sim::ExperimentConfig& experiment, cha
 
 int run(lgm::sim::ExperimentConfig experiment, const CommonOptions& o, char** argv,
         const lgm::sim::SimCheckpoint* resume = nullptr) {
-  hand_over_if_other_device(experiment, argv);
+  if (o.engine != "mpi") hand_over_if_other_device(experiment, argv);  // a process under mpirun never execs
   lgm::sim::RunnerOptions ro;
   ro.resume = resume;
   ro.out_dir = o.out.empty() ? std::filesystem::path("runs") / experiment.name : std::filesystem::path(o.out);
@@ -156,7 +156,13 @@ int run_mpi([[maybe_unused]] int& argc, [[maybe_unused]] char**& argv,
   };
   try {
     lgm::sim::ExperimentConfig experiment;
-    lgm::sim::run_on_all_ranks([&] { experiment = load(); });
+    lgm::sim::run_on_all_ranks([&] {
+      experiment = load();
+      if (!network_device_of(experiment).empty())
+        throw lgm::ConfigError("--engine", "mpi",
+                               "in_process for problem.type = resnet or gpt (network runs keep their M replicas in "
+                               "one process)");
+    });
     return run(std::move(experiment), o, argv);
   } catch (const lgm::sim::PeerRankFailed& e) {
     return e.code;  // the failed rank printed the reason

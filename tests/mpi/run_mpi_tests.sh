@@ -100,6 +100,14 @@ mpi 3 "$sim" run "$tmp/small.toml" --engine mpi --quiet --no-plots --out "$tmp/b
 [ ! -e "$tmp/bad/metrics.jsonl" ] || fail "M % P: a run started"
 echo "ok: M = 4 over P = 3 ranks is rejected (exit $rc)"
 
+# a network under --engine mpi: refused before any run, once, status 2 (its replicas live in one process)
+printf 'the cat sat on the mat.\n%.0s' $(seq 1 200) >"$tmp/text.txt"
+mpi 2 "$sim" run "$tmp/small.toml" --engine mpi --quiet --no-plots --out "$tmp/net" --set problem.type=gpt \
+  --set problem.data=text --set problem.path="$tmp/text.txt" --set problem.device=cuda >"$tmp/out" 2>&1; rc=$?
+[ $rc -eq 2 ] || fail "a network under --engine mpi: exit $rc (expected 2); $(cat "$tmp/out")"
+[ "$(grep -c "invalid --engine = mpi" "$tmp/out")" -eq 1 ] || fail "network under mpi message: $(cat "$tmp/out")"
+echo "ok: a network run under --engine mpi is refused once (exit 2)"
+
 # a data file missing on one rank (MPMD: rank 1 runs in a directory without it): one message, every rank exits
 mkdir -p "$tmp/with" "$tmp/without"
 printf '+1 1:0.5 2:1.0\n-1 1:-0.5 2:0.25\n+1 1:1.5 2:-1.0\n-1 1:-1.0 2:0.5\n' >"$tmp/with/data.svm"
