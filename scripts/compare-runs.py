@@ -45,6 +45,8 @@ def relative(a, b):
         return 0.0 if a is None and b is None else math.inf
     if a == b:
         return 0.0
+    if math.isnan(a) or math.isnan(b):
+        return math.inf
     return abs(a - b) / max(abs(a), abs(b), 1e-30)
 
 
@@ -107,6 +109,8 @@ def main():
         else:
             print(f"{run}: {n} records, {'agree' if ok else 'differ: ' + mismatch}, "
                   f"worst relative loss difference {worst_loss:.2e}, worst test-accuracy gap {worst_acc:.4f}")
+    if args.markdown:
+        print()  # the verdict is not a row of the table
     print(("agree" if agree else "differ") + f": {args.a} and {args.b}")
     return 0 if agree else 1
 

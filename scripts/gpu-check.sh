@@ -159,6 +159,7 @@ fi
 # ---------------------------------------------------------------- one network experiment on both devices
 agree="$build/agreement"
 if ((built)) && [[ $simulator == ON ]]; then
+  rm -rf "$agree"  # no result of an earlier check is reported as this one's
   mkdir -p "$agree"
   write_agreement_configs "$agree"
   for case in gpt resnet; do

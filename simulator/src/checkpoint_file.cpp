@@ -49,15 +49,19 @@ VariantSummary summary_from_json(const nlohmann::json& j) {
   return v;
 }
 
-template <class Ar>
-void fields(Ar& ar, std::uint32_t& format, SimCheckpoint& c, std::string& completed) {
+/// Both directions name the fields once; `after_format` runs right after the format version (the reader refuses
+/// another format there, before a field of that format can fail to parse).
+template <class Ar, class AfterFormat>
+void fields(Ar& ar, std::uint32_t& format, SimCheckpoint& c, std::string& completed, std::vector<unsigned char>& run,
+            AfterFormat&& after_format) {
   ar("lgm-sim checkpoint format", format);
+  after_format(format);
   ar("config hash", c.config_hash);
   ar("variant", c.variant);
   ar("metrics bytes", c.metrics_bytes);
   ar("completed runs", completed);
   ar("observer", c.observer);
-  ar("run", c.run.bytes);
+  ar("run", run);
 }
 
 }  // namespace
@@ -66,14 +70,15 @@ std::uint64_t text_hash(const std::string& text) {
   return lgm::detail::fnv1a(reinterpret_cast<const unsigned char*>(text.data()), text.size());
 }
 
-void write_checkpoint(const std::filesystem::path& file, const SimCheckpoint& c) {
+void write_checkpoint(const std::filesystem::path& file, const SimCheckpoint& c, const RunSnapshot& run) {
   nlohmann::ordered_json done = nlohmann::ordered_json::array();
   for (const VariantSummary& v : c.completed) done.push_back(to_json(v));
   std::string completed = done.dump();
   std::uint32_t format = kCheckpointFormat;
-  SimCheckpoint copy = c;
   StateWriter w;
-  fields(w, format, copy, completed);
+  // the writer only reads its fields: no copy of the snapshot (a network's is every replica's state)
+  fields(w, format, const_cast<SimCheckpoint&>(c), completed, const_cast<std::vector<unsigned char>&>(run.bytes),
+         [](std::uint32_t) {});
   const RunSnapshot bytes = std::move(w).finish();
   write_file_atomically(file, std::string_view(reinterpret_cast<const char*>(bytes.bytes.data()), bytes.bytes.size()),
                         "checkpoint");
@@ -89,11 +94,12 @@ SimCheckpoint read_checkpoint(const std::filesystem::path& file) {
     StateReader r(bytes);
     std::uint32_t format = kCheckpointFormat;
     std::string completed;
-    fields(r, format, c, completed);
+    fields(r, format, c, completed, c.run.bytes, [](std::uint32_t f) {
+      if (f != kCheckpointFormat)
+        throw SnapshotError("lgm-sim checkpoint format " + std::to_string(f) + "; this lgm-sim reads format " +
+                            std::to_string(kCheckpointFormat));
+    });
     r.finish();
-    if (format != kCheckpointFormat)
-      throw SnapshotError("lgm-sim checkpoint format " + std::to_string(format) + "; this lgm-sim reads format " +
-                          std::to_string(kCheckpointFormat));
     for (const auto& j : nlohmann::json::parse(completed)) c.completed.push_back(summary_from_json(j));
   } catch (const SnapshotError& e) {
     throw DataError("checkpoint '" + file.string() + "': " + e.what());

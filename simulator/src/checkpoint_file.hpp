@@ -22,14 +22,15 @@ struct SimCheckpoint {
   long long metrics_bytes = 0;            ///< metrics.jsonl's complete bytes at the checkpoint
   std::vector<VariantSummary> completed;  ///< the runs before it
   std::string observer;                   ///< the round observer's state (JSON)
-  RunSnapshot run;                        ///< the library's snapshot of the run in progress
+  RunSnapshot run;                        ///< the library's snapshot of the run in progress (read_checkpoint)
 };
 
 /// FNV-1a of a text (the resolved configuration).
 std::uint64_t text_hash(const std::string& text);
 
-/// Writes `file` as a whole or not at all; OutputError naming the file on failure.
-void write_checkpoint(const std::filesystem::path& file, const SimCheckpoint& c);
+/// Writes `file` as a whole or not at all, with `run` as the snapshot (c.run is not read: the caller's snapshot is
+/// not copied); OutputError naming the file on failure.
+void write_checkpoint(const std::filesystem::path& file, const SimCheckpoint& c, const RunSnapshot& run);
 
 /// Reads `file`; DataError naming the file and what is wrong (missing, damaged, another format version).
 SimCheckpoint read_checkpoint(const std::filesystem::path& file);

@@ -97,6 +97,8 @@ std::string network_device_of(const lgm::sim::ExperimentConfig& experiment) {
 /// problem.device = "cpu", lgm-sim-cuda "cuda": one process holds one Thrust system), with the same arguments,
 /// before anything is written. Returns when this executable runs the experiment itself.
 void hand_over_if_other_device(const lgm::sim::ExperimentConfig& experiment, char** argv) {
+  const bool handed_over = std::getenv("LGM_SIM_HANDED_OVER") != nullptr;
+  unsetenv("LGM_SIM_HANDED_OVER");  // not inherited by what this process starts (gnuplot)
   const std::string wanted = network_device_of(experiment), here = lgm::sim::network_device();
   const char* sibling_name = wanted == "cuda" && here != "cuda"  ? "lgm-sim-cuda"
                              : wanted == "cpu" && here == "cuda" ? "lgm-sim"
@@ -112,7 +114,7 @@ void hand_over_if_other_device(const lgm::sim::ExperimentConfig& experiment, cha
                                (wanted == "cuda" ? " (a build without the CUDA toolkit has none: configure where "
                                                    "/usr/local/cuda/bin/nvcc exists; docs/simulator.md §Networks)"
                                                  : ""));
-  if (std::getenv("LGM_SIM_HANDED_OVER") != nullptr)  // the sibling handed it back: never loop
+  if (handed_over)  // the sibling handed it back: never loop
     throw lgm::ConfigError("problem.device", "\"" + wanted + "\"", accepted + " (" + sibling_name + " handed it back)");
   setenv("LGM_SIM_HANDED_OVER", "1", 1);
   execv(sibling.c_str(), argv);
@@ -232,7 +234,11 @@ int main(int argc, char** argv) {
 
   // --engine mpi: the run, sweep or demo on the ranks of MPI_COMM_WORLD
   const CommonOptions* engine_opts = *run_cmd ? &run_opts : *sweep_cmd ? &sweep_opts : &demo_opts;
-  if (engine_opts->engine == "mpi" && !*list_cmd && !*validate_cmd && !*demo_cmd) {
+  if (*resume_cmd && demo_opts.engine == "mpi") {
+    std::cerr << "lgm-sim: resume: --engine mpi is not accepted (checkpoints are of in-process runs)\n";
+    return lgm::sim::kExitBadInput;
+  }
+  if (engine_opts->engine == "mpi" && !*list_cmd && !*validate_cmd && !*demo_cmd && !*resume_cmd) {
     return run_mpi(
         argc, argv,
         [&] {
@@ -267,6 +273,8 @@ int main(int argc, char** argv) {
       const std::filesystem::path dir(resume_dir);
       const lgm::sim::SimCheckpoint checkpoint = lgm::sim::read_checkpoint(dir / "checkpoint.bin");
       resume_opts.out = resume_dir;
+      resume_opts.quiet = resume_opts.quiet || demo_opts.quiet;  // `lgm-sim --quiet resume DIR` too
+      resume_opts.no_plots = resume_opts.no_plots || demo_opts.no_plots;
       return run(lgm::sim::load_experiment((dir / "config.toml").string(), {}), resume_opts, argv, &checkpoint);
     }
     if (*sweep_cmd)

@@ -62,9 +62,12 @@ namespace {
 /// What the network may use: on the OpenMP system the host's memory (LGM_MEMORY_LIMIT lowers it); 0 (unknown
 /// here) on a CUDA device, where the objective checks its plan against cudaMemGetInfo's free memory.
 double memory_limit() {
-  if constexpr (LGM_GPU_CUDA) return 0.0;
-  const auto budget = available_memory();
-  return budget ? budget->bytes : 0.0;
+  if constexpr (LGM_GPU_CUDA) {
+    return 0.0;
+  } else {
+    const auto budget = available_memory();
+    return budget ? budget->bytes : 0.0;
+  }
 }
 
 /// problem.device must name this executable's system, and a CUDA device must be usable, before anything loads.

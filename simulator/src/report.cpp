@@ -229,6 +229,11 @@ MetricsWriter::~MetricsWriter() {
   if (m_fd >= 0) ::close(m_fd);
 }
 
+void MetricsWriter::sync() {
+  if (m_fd >= 0 && ::fsync(m_fd) != 0)
+    throw OutputError("cannot sync metrics file '" + m_path.string() + "': " + reason(errno));
+}
+
 void MetricsWriter::write(const RoundRecord& r) {
   const std::string line = dump_line(to_json(r)) + '\n';
   const int err = m_fd < 0 ? EBADF : write_all_at(m_fd, line.data(), line.size(), m_size);

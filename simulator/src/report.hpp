@@ -54,6 +54,8 @@ class MetricsWriter {
   Index lines() const { return m_lines; }
   /// Bytes of the complete lines (a checkpoint's length of the file).
   long long bytes() const { return m_size; }
+  /// fsync: the lines written so far are on the disk (before a checkpoint counts them). Throws OutputError.
+  void sync();
 
  private:
   std::filesystem::path m_path;

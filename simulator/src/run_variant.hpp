@@ -290,6 +290,8 @@ class RoundObserver {
                      seen.at(3).get<Index>(),   times.at(0).get<double>(), times.at(1).get<double>(),
                      times.at(2).get<double>(), times.at(3).get<double>()};
     m_seen_round = j.at("seen_round").get<Index>();
+    // the next checkpoint is due where the uninterrupted run's is, not at the first sync after resuming
+    if (m_env.checkpoint) m_env.checkpoint->last_steps = m_seen.steps;
     m_start -= std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(j.at("wall_s").get<double>()));
   }

@@ -291,7 +291,11 @@ std::vector<std::filesystem::path> own_output_files(const std::filesystem::path&
   // model_<k>_<run>.npy (run.save_model)
   for (fs::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string n = it->path().filename().string();
-    if (n.rfind("model_", 0) == 0 && (ends_with(n, ".npy") || ends_with(n, ".npy.tmp"))) found.push_back(n);
+    // model_<digits>_…: a user's own model_final.npy stays
+    const std::size_t digits = n.rfind("model_", 0) == 0 ? n.find_first_not_of("0123456789", 6) : std::string::npos;
+    if (digits != std::string::npos && digits > 6 && n[digits] == '_' &&
+        (ends_with(n, ".npy") || ends_with(n, ".npy.tmp")))
+      found.push_back(n);
   }
   const fs::path plots = "plots";
   if (!fs::is_directory(out_dir / plots, ec)) return found;
@@ -385,7 +389,10 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
     return c.integer("checkpoint.every_steps") > 0 || c.number("checkpoint.every_seconds") > 0.0;
   });
   if (use_mpi && (checkpoints || resume))
-    throw ConfigError("checkpoint.every_steps", "> 0", "0 under --engine mpi (checkpoints are of in-process runs)");
+    run_on_all_ranks([] {  // one message, from rank 0
+      throw ConfigError("checkpoint.every_steps or checkpoint.every_seconds", "> 0",
+                        "0 under --engine mpi (checkpoints are of in-process runs)");
+    });
   auto matches = [&](std::uint64_t hash) {  // the checkpoint's configuration is this one
     return resume->config_hash == hash;
   };
@@ -416,6 +423,11 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
     if (resume) {
       // the lines after the checkpoint are written again by the resumed run, bitwise the same
       std::error_code ec;
+      const std::uintmax_t size = std::filesystem::file_size(options.out_dir / "metrics.jsonl", ec);
+      if (ec || size < static_cast<std::uintmax_t>(resume->metrics_bytes))
+        throw DataError("metrics.jsonl in " + options.out_dir.string() + " is shorter than the " +
+                        std::to_string(resume->metrics_bytes) + " bytes its checkpoint counts (" +
+                        (ec ? ec.message() : std::to_string(size) + " bytes") + "): the run cannot be resumed");
       std::filesystem::resize_file(options.out_dir / "metrics.jsonl",
                                    static_cast<std::uintmax_t>(resume->metrics_bytes), ec);
       if (ec)
@@ -466,8 +478,11 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
     env.interrupt_signal = options.interrupt_signal;
     CheckpointHook hook{cfg.integer("checkpoint.every_steps"), cfg.number("checkpoint.every_seconds"), {}};
     hook.save = [&, i](const RunSnapshot& snapshot, const std::string& observer) {
-      write_checkpoint(options.out_dir / "checkpoint.bin", SimCheckpoint{config_hash, i, metrics ? metrics->bytes() : 0,
-                                                                         summary.variants, observer, snapshot});
+      // the lines the checkpoint counts are on disk before it is (a power loss cannot leave it ahead of them)
+      if (metrics) metrics->sync();
+      write_checkpoint(options.out_dir / "checkpoint.bin",
+                       SimCheckpoint{config_hash, i, metrics ? metrics->bytes() : 0, summary.variants, observer, {}},
+                       snapshot);
     };
     if (hook.every_steps > 0 || hook.every_seconds > 0.0) env.checkpoint = &hook;
     if (resume && i == first) env.resume = &*resume_point;
@@ -539,10 +554,12 @@ ExperimentOutcome run_experiment(ExperimentConfig experiment, const RunnerOption
     progress.message("lgm-sim: outputs in " + options.out_dir.string());
   }
 
-  // a finished experiment needs no checkpoint (an interrupted one keeps it: `lgm-sim resume` continues it)
-  if (root && !summary.interrupted) {
+  // a finished experiment needs no checkpoint (an interrupted one keeps it: `lgm-sim resume` continues it),
+  // nor does one whose outputs failed keep it: the runs not started can be resumed once there is room again
+  if (root && !summary.interrupted && !output_failed) {
     std::error_code ec;
     std::filesystem::remove(options.out_dir / "checkpoint.bin", ec);
+    std::filesystem::remove(options.out_dir / "checkpoint.bin.tmp", ec);
   }
   if (summary.interrupted) {
     const int signal = options.interrupt_signal ? options.interrupt_signal->load() : 0;

@@ -26,5 +26,6 @@ python3 "${cmp[@]}" "$tmp/a" "$tmp/d" >"$tmp/out"
 python3 "${cmp[@]}" "$tmp/a" "$tmp/d" --rtol 0.1 >/dev/null || fail "--rtol 0.1 does not accept 5 %"
 python3 "${cmp[@]}" "$tmp/a" "$tmp/nowhere" >/dev/null 2>&1
 [ $? -eq 2 ] || fail "a missing metrics.jsonl is not exit 2"
-python3 "${cmp[@]}" "$tmp/a" "$tmp/b" --markdown | grep -q "^| norm | 2 | yes |" || fail "markdown table"
+python3 "${cmp[@]}" "$tmp/a" "$tmp/b" --markdown >"$tmp/out" || fail "markdown: equal runs differ"
+grep -q "^| norm | 2 | yes |" "$tmp/out" || fail "markdown table: $(cat "$tmp/out")"
 echo "compare-runs tests passed"

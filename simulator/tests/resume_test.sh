@@ -125,7 +125,13 @@ TOML
 
 strip() { sed -E 's/"wall_time_s":[^,}]*//g' "$1"; }
 
-for case in convex resnet gpt; do
+cases="convex resnet gpt"
+if ! "$sim" validate "$tmp/gpt.toml" >/dev/null 2>"$tmp/err"; then  # a build without Thrust runs no networks
+  grep -q "cannot run networks" "$tmp/err" || fail "the GPT case is not valid: $(cat "$tmp/err")"
+  echo "SKIP (in part): this lgm-sim runs no networks; the ResNet and GPT cases are skipped"
+  cases="convex"
+fi
+for case in $cases; do
   "$sim" run "$tmp/$case.toml" --out "$tmp/$case-ref" --quiet --no-plots >/dev/null 2>"$tmp/err" ||
     fail "$case: the uninterrupted run failed: $(cat "$tmp/err")"
   [ ! -e "$tmp/$case-ref/checkpoint.bin" ] || fail "$case: a finished run keeps its checkpoint.bin"
@@ -162,15 +168,21 @@ pid=$!
 for _ in $(seq 1 600); do [ -e "$out/checkpoint.bin" ] && break; sleep 0.05; done
 kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
+[ -e "$out/checkpoint.bin" ] || fail "damaged-checkpoint case: no checkpoint.bin after 30 s"
 cp "$out/checkpoint.bin" "$tmp/good.bin"
 printf 'X' | dd of="$out/checkpoint.bin" bs=1 seek=100 conv=notrunc 2>/dev/null
 "$sim" resume "$out" --quiet 2>"$tmp/err"; rc=$?
 [ $rc -eq 2 ] && grep -q "checkpoint.bin" "$tmp/err" && grep -q "checksum" "$tmp/err" ||
   fail "damaged checkpoint: exit $rc, $(cat "$tmp/err")"
 cp "$tmp/good.bin" "$out/checkpoint.bin"
+cp "$out/config.toml" "$tmp/good.toml"
 sed -i 's/^lr = 0.1$/lr = 0.2/' "$out/config.toml"
 "$sim" resume "$out" --quiet 2>"$tmp/err"; rc=$?
 [ $rc -eq 2 ] && grep -q "another configuration" "$tmp/err" || fail "edited config: exit $rc, $(cat "$tmp/err")"
+cp "$tmp/good.toml" "$out/config.toml"
+: >"$out/metrics.jsonl"  # lines the checkpoint counts were lost (a power loss before they reached the disk)
+"$sim" resume "$out" --quiet 2>"$tmp/err"; rc=$?
+[ $rc -eq 2 ] && grep -q "shorter than" "$tmp/err" || fail "short metrics.jsonl: exit $rc, $(cat "$tmp/err")"
 "$sim" resume "$tmp/nowhere" --quiet 2>"$tmp/err"; rc=$?
 [ $rc -eq 2 ] && grep -q "nowhere" "$tmp/err" || fail "missing directory: exit $rc, $(cat "$tmp/err")"
 

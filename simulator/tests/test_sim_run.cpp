@@ -258,7 +258,7 @@ TEST_CASE(
                        lgm::ConfigError);
 }
 
-TEST_CASE("sim: run.save_model writes each run's final averaged model as .npy; F there is the summary's loss") {
+TEST_CASE("sim: run.save_model writes each run's final averaged model as .npy, and F there is the summary's loss") {
   TempDir dir;
   const ExperimentConfig experiment = parse_experiment(kSmall, "small.toml", {"run.save_model=true"});
   const ExperimentOutcome out = run_experiment(experiment, quiet_options(dir.path));
