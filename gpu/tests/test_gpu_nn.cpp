@@ -64,12 +64,21 @@ const ConvCase kConvCases[] = {
     {2, 3, 1, 6, 6, 3, 1, 0},  // 3×3 valid
 };
 
+/// Larger batches: on the host several image tiles a replica, chunks of more than one tile, a short last tile.
+const ConvCase kTiledConvCases[] = {
+    {2, 3, 37, 8, 8, 3, 1, 1},  // 4 images a tile: 10 tiles (the last of 1 image) in 8 chunks a replica
+    {3, 4, 23, 9, 9, 3, 2, 1},  // stride 2, 5×5 outputs: 11 images a tile, tiles of 11, 11, 1
+};
+
 }  // namespace
 
 TEST_CASE_TEMPLATE("nn: conv2d forward and backward match the direct convolution, every replica", T, double, float) {
   Fixture<T> fx;
   std::mt19937_64 rng(11);
-  for (const ConvCase& c : kConvCases) {
+  std::vector<ConvCase> cases(std::begin(kConvCases), std::end(kConvCases));
+  cases.insert(cases.end(), std::begin(kTiledConvCases), std::end(kTiledConvCases));
+  for (const ConvCase& c : cases) {
+    CAPTURE(c.n);
     CAPTURE(c.k);
     CAPTURE(c.s);
     CAPTURE(c.pad);
@@ -129,6 +138,39 @@ TEST_CASE("nn: conv2d gradients agree with finite differences (double)") {
     CHECK(ref::max_rel_diff(pick(an.dw, wc), numeric_gradient(loss_w, w, wc)) <= 1e-8);
     const auto xc = all_coords(x.size());
     CHECK(ref::max_rel_diff(an.dx, numeric_gradient(loss_x, x, xc)) <= 1e-8);
+  }
+}
+
+TEST_CASE_TEMPLATE("nn: conv2d backward with beta = 1 adds to the weight gradient it is given", T, double, float) {
+  Fixture<T> fx;
+  std::mt19937_64 rng(21);
+  for (const ConvCase& c : kTiledConvCases) {
+    CAPTURE(c.s);
+    const nn::Conv2d conv{c.cin, c.cout, c.k, c.s, c.pad, 3};
+    const nn::ActShape in{kReplicas, c.cin, c.n, c.h, c.w};
+    const nn::ActShape out = conv.output(in);
+    const ParamLayout pl{conv.weight_size()};
+    const Values w = pl.embed({ref::random_values(static_cast<std::size_t>(pl.size), rng),
+                               ref::random_values(static_cast<std::size_t>(pl.size), rng)});
+    const Values x = ref::random_values(static_cast<std::size_t>(in.size()), rng);
+    const Values dy = ref::random_values(static_cast<std::size_t>(out.size()), rng);
+    const Values before = pl.embed({ref::random_values(static_cast<std::size_t>(pl.size), rng),
+                                    ref::random_values(static_cast<std::size_t>(pl.size), rng)});
+    const ConvRun<T> alone = run_conv<T>(fx, conv, in, pl, x, w, dy);
+    auto dx_ = ref::to_device<T>(x, fx.s());
+    auto dw_ = ref::to_device<T>(w, fx.s());
+    auto ddy = ref::to_device<T>(dy, fx.s());
+    auto gw = ref::to_device<T>(before, fx.s());
+    DeviceBuffer<T> col(std::max<Index>(1, conv.col_size(in)), fx.s());
+    nn::conv2d_backward<T>(fx.exec, conv, in, dx_.data(), ddy.data(), nn::Params<const T>{dw_.data(), pl.stride()},
+                           nn::Params<T>{gw.data(), pl.stride()}, nullptr, col.data(), T(1));
+    const Values got = ref::to_host(gw, fx.s());
+    for (Index m = 0; m < kReplicas; ++m) {
+      Values want = pl.replica(alone.dw, m);
+      const Values prior = pl.replica(before, m);
+      for (std::size_t i = 0; i < want.size(); ++i) want[i] += prior[i];
+      CHECK(ref::max_rel_diff(pl.replica(got, m), want) <= tol<T>());
+    }
   }
 }
 

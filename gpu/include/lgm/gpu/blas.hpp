@@ -121,6 +121,16 @@ void eigen_gemm_tile(const GemmEntry<T>& g, Index batch, Index r0, Index rm, Ind
     c.noalias() += g.alpha * A.transpose() * B.transpose();
 }
 
+/// C ← α op(A) op(B) + β C on the calling thread: for host code that spreads its own tiles over threads (the
+/// convolution's image tiles, docs/nn.md §Convolution).
+template <class T>
+void host_gemm(Op ta, Op tb, Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb, T beta,
+               T* c, Index ldc) {
+  if (m == 0 || n == 0) return;
+  const GemmEntry<T> g{ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0};
+  eigen_gemm_tile(g, 0, 0, m, 0, n);
+}
+
 /// The threads of Thrust's OpenMP system (OMP_NUM_THREADS or the machine's cores).
 inline int omp_threads() {
 #ifdef _OPENMP

@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "lgm/core/error.hpp"
+#include "lgm/core/parallel.hpp"
 #include "lgm/gpu/nn/common.hpp"
 
 namespace lgm::gpu::nn {
@@ -37,10 +38,9 @@ struct Conv2d {
                          in.height, "an image at least as large as the kernel after padding");
     return {in.replicas, out_channels, in.batch, out_extent(in.height), out_extent(in.width)};
   }
-  /// Workspace values (all replicas) for the im2col matrix; 0 when pointwise.
-  Index col_size(const ActShape& in) const {
-    return pointwise() ? 0 : in.replicas * fan_in() * output(in).per_channel();
-  }
+  /// Workspace values (all replicas): on CUDA the whole im2col matrix, on the host the image tiles and the dW
+  /// partial sums of its chunks (detail::HostConvTiling); 0 when pointwise.
+  Index col_size(const ActShape& in) const;
 };
 
 namespace detail {
@@ -189,6 +189,54 @@ struct BiasGradFn {
   }
 };
 
+/// The host's convolution works on tiles of whole images of one replica, so that a tile's im2col matrix stays in
+/// the cache between the copy and the GEMM, and col2im never needs a neighbouring tile. A replica's tiles are
+/// split into a fixed number of chunks (by shape only, never by thread count), each with its own tile buffer
+/// and its own dW partial sum; the partials are added in chunk order, so results are the same for any threads.
+struct HostConvTiling {
+  /// Output positions a tile at least: the GEMM's rows (m in the forward, k of dW).
+  static constexpr Index kTilePositions = 256;
+  /// Chunks over all replicas (each replica at least one): enough to balance the cores of one CPU.
+  static constexpr Index kChunks = 16;
+
+  Index images = 1;   ///< images a tile (the last tile of a replica may hold fewer)
+  Index tiles = 1;    ///< tiles a replica
+  Index chunks = 1;   ///< chunks a replica
+  Index buffer = 0;   ///< values of a chunk's tile buffer: K × (images · Ho · Wo), col and then dcol
+  Index partial = 0;  ///< values of a chunk's dW partial: K × Cout
+  Index stride = 0;   ///< values a chunk (buffer + partial, 64-byte aligned)
+
+  HostConvTiling(const Conv2d& conv, const ActShape& in) {
+    const ActShape out = conv.output(in);
+    const Index plane = std::max<Index>(1, out.plane());
+    images = std::min(in.batch, (kTilePositions + plane - 1) / plane);
+    tiles = (in.batch + images - 1) / images;
+    chunks = std::min(tiles, std::max<Index>(1, kChunks / std::max<Index>(1, in.replicas)));
+    buffer = conv.fan_in() * images * out.plane();
+    partial = conv.weight_size();
+    stride = (buffer + partial + 15) / 16 * 16;
+  }
+  Index first_tile(Index chunk) const noexcept { return chunk * tiles / chunks; }
+  Index size(Index replicas) const noexcept { return replicas * chunks * stride; }
+};
+
+/// dw_m[i] = β dw_m[i] + Σ_c partial_{m,c}[i], added in chunk order.
+template <class T>
+struct SumPartialsFn {
+  const T* work;
+  T* dw;
+  Index dw_stride, size, chunks, chunk_stride, offset;
+  T beta;
+  LGM_HD void operator()(Index e) const {
+    const Index m = e / size, i = e - m * size;
+    const T* p = work + m * chunks * chunk_stride + offset + i;
+    T sum = p[0];
+    for (Index c = 1; c < chunks; ++c) sum += p[c * chunk_stride];
+    T& out = dw[m * dw_stride + i];
+    out = beta == T(0) ? sum : beta * out + sum;
+  }
+};
+
 template <class T>
 const T* im2col(const Exec& exec, const Conv2d& conv, const ActShape& in, const T* x, T* col) {
   if (conv.pointwise()) return x;
@@ -199,12 +247,113 @@ const T* im2col(const Exec& exec, const Conv2d& conv, const ActShape& in, const 
   return col;
 }
 
+#if !LGM_GPU_CUDA
+/// One tile of the host convolution: images [n0, n0 + count) of replica m.
+template <class T>
+struct HostConvTile {
+  const Conv2d& conv;
+  const ActShape& in;
+  Index oh, ow, m, n0, count;
+
+  Index positions() const noexcept { return count * oh * ow; }
+  /// Offset of the tile's first value in a channel of an activation [m][c][n][·][·] with `plane` values an image.
+  Index offset(Index channels, Index plane, Index c) const noexcept {
+    return ((m * channels + c) * in.batch + n0) * plane;
+  }
+
+  /// buf[(c,ky,kx)][(n,oy,ox)] for the tile's images: its im2col matrix, K × positions().
+  void im2col(const T* x, T* buf) const {
+    const Index k = conv.kernel, pt = positions(), K = conv.fan_in();
+    const Im2colFn<T> fn{x, buf, in.channels, in.batch, in.height, in.width, k, conv.stride, conv.pad, oh, ow};
+    for (Index kk = 0; kk < K; ++kk) {
+      const Index c = kk / (k * k), ky = (kk / k) % k, kx = kk % k;
+      const T* plane = x + offset(in.channels, in.plane(), c);
+      T* out = buf + kk * pt;
+      for (Index n = 0; n < count; ++n, plane += in.plane())
+        for (Index oy = 0; oy < oh; ++oy, out += ow) fn.copy_row(out, plane, ky, kx, oy, 0, ow);
+    }
+  }
+
+  /// dx for the tile's images from its dcol (K × positions()): every window of these images lies in the tile.
+  void col2im(const T* dcol, T* dx) const {
+    const Col2imFn<T> fn{dcol, dx, in.channels, count, in.height, in.width, conv.kernel, conv.stride, conv.pad, oh, ow};
+    for (Index c = 0; c < in.channels; ++c) {
+      T* plane = dx + offset(in.channels, in.plane(), c);
+      for (Index n = 0; n < count; ++n)
+        for (Index iy = 0; iy < in.height; ++iy, plane += in.width) fn.sum_row(plane, 0, c, n, iy, 0, in.width);
+    }
+  }
+};
+
+/// body(tile, buffer, partial, first) for every tile, chunk by chunk over the host's threads.
+template <class T, class Body>
+void for_each_conv_tile(const Conv2d& conv, const ActShape& in, T* work, const Body& body) {
+  const HostConvTiling t(conv, in);
+  const ActShape out = conv.output(in);
+  lgm::detail::parallel_for(gpu::detail::omp_threads(), in.replicas * t.chunks, [&](Index rc) {
+    const Index m = rc / t.chunks, chunk = rc % t.chunks;
+    T* buf = work + rc * t.stride;
+    for (Index i = t.first_tile(chunk); i < t.first_tile(chunk + 1); ++i) {
+      const Index n0 = i * t.images;
+      const HostConvTile<T> tile{conv, in, out.height, out.width, m, n0, std::min(t.images, in.batch - n0)};
+      body(tile, buf, buf + t.buffer, i == t.first_tile(chunk));
+    }
+  });
+}
+
+template <class T>
+void host_conv2d_forward(const Conv2d& conv, const ActShape& in, const T* x, Params<const T> w, T* y, T* work) {
+  const ActShape out = conv.output(in);
+  const Index K = conv.fan_in();
+  for_each_conv_tile<T>(conv, in, work, [&](const HostConvTile<T>& tile, T* buf, T*, bool) {
+    tile.im2col(x, buf);
+    // Yᵀ of the tile (positions × Cout, ld P) = colᵀ (positions × K) · Wᵀ (K × Cout)
+    gpu::detail::host_gemm<T>(Op::none, Op::none, tile.positions(), conv.out_channels, K, T(1), buf, tile.positions(),
+                              w.data + tile.m * w.stride + conv.weight, K, T(0),
+                              y + tile.offset(out.channels, out.plane(), 0), out.per_channel());
+  });
+}
+
+template <class T>
+void host_conv2d_backward(const Exec& exec, const Conv2d& conv, const ActShape& in, const T* x, const T* dy,
+                          Params<const T> w, Params<T> dw, T* dx, T* work, T beta) {
+  const ActShape out = conv.output(in);
+  const Index K = conv.fan_in(), cout = conv.out_channels;
+  for_each_conv_tile<T>(conv, in, work, [&](const HostConvTile<T>& tile, T* buf, T* partial, bool first) {
+    const Index pt = tile.positions();
+    const T* dy_tile = dy + tile.offset(out.channels, out.plane(), 0);
+    tile.im2col(x, buf);
+    // the chunk's dW (K × Cout) (+)= col (K × positions) · dYᵀ (positions × Cout)
+    gpu::detail::host_gemm<T>(Op::transpose, Op::none, K, cout, pt, T(1), buf, pt, dy_tile, out.per_channel(),
+                              first ? T(0) : T(1), partial, K);
+    if (dx == nullptr) return;
+    // dcolᵀ (positions × K) = dYᵀ (positions × Cout) · W (Cout × K), into the same buffer
+    gpu::detail::host_gemm<T>(Op::none, Op::transpose, pt, K, cout, T(1), dy_tile, out.per_channel(),
+                              w.data + tile.m * w.stride + conv.weight, K, T(0), buf, pt);
+    tile.col2im(buf, dx);
+  });
+  const HostConvTiling t(conv, in);
+  for_each_index(
+      exec, in.replicas * t.partial,
+      SumPartialsFn<T>{work, dw.data + conv.weight, dw.stride, t.partial, t.chunks, t.stride, t.buffer, beta});
+}
+#endif
+
 }  // namespace detail
+
+inline Index Conv2d::col_size(const ActShape& in) const {
+  if (pointwise()) return 0;
+  if constexpr (detail::kConvValueCalls) return in.replicas * fan_in() * output(in).per_channel();
+  return detail::HostConvTiling(*this, in).size(in.replicas);
+}
 
 /// y = conv(x) for every replica (y: conv.output(in)); `col` holds conv.col_size(in) values of workspace.
 template <class T>
 void conv2d_forward(const Exec& exec, const Conv2d& conv, const ActShape& in, const T* x, Params<const T> w, T* y,
                     T* col) {
+#if !LGM_GPU_CUDA
+  if (!conv.pointwise()) return detail::host_conv2d_forward<T>(conv, in, x, w, y, col);
+#endif
   const ActShape out = conv.output(in);
   const Index K = conv.fan_in(), P = out.per_channel();
   const T* a = detail::im2col(exec, conv, in, x, col);
@@ -218,6 +367,9 @@ void conv2d_forward(const Exec& exec, const Conv2d& conv, const ActShape& in, co
 template <class T>
 void conv2d_backward(const Exec& exec, const Conv2d& conv, const ActShape& in, const T* x, const T* dy,
                      Params<const T> w, Params<T> dw, T* dx, T* col, T beta = T(0)) {
+#if !LGM_GPU_CUDA
+  if (!conv.pointwise()) return detail::host_conv2d_backward<T>(exec, conv, in, x, dy, w, dw, dx, col, beta);
+#endif
   const ActShape out = conv.output(in);
   const Index K = conv.fan_in(), P = out.per_channel();
   const T* a = detail::im2col(exec, conv, in, x, col);
