@@ -261,26 +261,63 @@ struct HostConvTile {
     return ((m * channels + c) * in.batch + n0) * plane;
   }
 
-  /// buf[(c,ky,kx)][(n,oy,ox)] for the tile's images: its im2col matrix, K × positions().
+  /// buf[(c,ky,kx)][(n,oy,ox)] for the tile's images: its im2col matrix, K × positions(). The bounds of a tap's
+  /// copied columns are the same for every row, so no row divides (the value-per-call Im2colFn does).
   void im2col(const T* x, T* buf) const {
-    const Index k = conv.kernel, pt = positions(), K = conv.fan_in();
-    const Im2colFn<T> fn{x, buf, in.channels, in.batch, in.height, in.width, k, conv.stride, conv.pad, oh, ow};
+    const Index k = conv.kernel, s = conv.stride, pad = conv.pad, h = in.height, w = in.width;
+    const Index pt = positions(), K = conv.fan_in();
     for (Index kk = 0; kk < K; ++kk) {
       const Index c = kk / (k * k), ky = (kk / k) % k, kx = kk % k;
+      // ix = ox·s − pad + kx lies in [0, w) exactly for ox in [lo, hi)
+      const Index lo = std::min(ow, pad > kx ? (pad - kx + s - 1) / s : Index(0));
+      const Index hi = std::max(lo, std::min(ow, w - 1 + pad - kx >= 0 ? (w - 1 + pad - kx) / s + 1 : Index(0)));
       const T* plane = x + offset(in.channels, in.plane(), c);
-      T* out = buf + kk * pt;
+      T* __restrict out = buf + kk * pt;
       for (Index n = 0; n < count; ++n, plane += in.plane())
-        for (Index oy = 0; oy < oh; ++oy, out += ow) fn.copy_row(out, plane, ky, kx, oy, 0, ow);
+        for (Index oy = 0; oy < oh; ++oy, out += ow) {
+          const Index iy = oy * s - pad + ky;
+          if (iy < 0 || iy >= h) {
+            std::fill(out, out + ow, T(0));
+            continue;
+          }
+          const T* __restrict row = plane + iy * w;
+          std::fill(out, out + lo, T(0));
+          if (s == 1)
+            std::copy(row + (lo + kx - pad), row + (hi + kx - pad), out + lo);
+          else
+            for (Index ox = lo; ox < hi; ++ox) out[ox] = row[ox * s - pad + kx];
+          std::fill(out + hi, out + ow, T(0));
+        }
     }
   }
 
   /// dx for the tile's images from its dcol (K × positions()): every window of these images lies in the tile.
+  /// Each value adds its taps in (ky, kx) order from 0, as Col2imFn does (the same bits as the CUDA path).
   void col2im(const T* dcol, T* dx) const {
     const Col2imFn<T> fn{dcol, dx, in.channels, count, in.height, in.width, conv.kernel, conv.stride, conv.pad, oh, ow};
+    const Index k = conv.kernel, pad = conv.pad, w = in.width, pt = positions();
     for (Index c = 0; c < in.channels; ++c) {
       T* plane = dx + offset(in.channels, in.plane(), c);
       for (Index n = 0; n < count; ++n)
-        for (Index iy = 0; iy < in.height; ++iy, plane += in.width) fn.sum_row(plane, 0, c, n, iy, 0, in.width);
+        for (Index iy = 0; iy < in.height; ++iy, plane += w) {
+          if (conv.stride != 1) {
+            fn.sum_row(plane, 0, c, n, iy, 0, w);
+            continue;
+          }
+          T* __restrict out = plane;
+          std::fill(out, out + w, T(0));
+          for (Index ky = 0; ky < k; ++ky) {
+            const Index ty = iy + pad - ky;  // the output row of this tap (stride 1)
+            if (ty < 0 || ty >= oh) continue;
+            const T* tap_row = dcol + (c * k + ky) * k * pt + (n * oh + ty) * ow;
+            for (Index kx = 0; kx < k; ++kx) {
+              const Index shift = pad - kx;
+              const Index lo = std::max(Index(0), -shift), hi = std::min(w, ow - shift);
+              const T* __restrict src = tap_row + kx * pt + shift;
+              for (Index ix = lo; ix < hi; ++ix) out[ix] += src[ix];
+            }
+          }
+        }
     }
   }
 };
@@ -290,7 +327,7 @@ template <class T, class Body>
 void for_each_conv_tile(const Conv2d& conv, const ActShape& in, T* work, const Body& body) {
   const HostConvTiling t(conv, in);
   const ActShape out = conv.output(in);
-  lgm::detail::parallel_for(gpu::detail::omp_threads(), in.replicas * t.chunks, [&](Index rc) {
+  lgm::detail::parallel_for_dynamic(gpu::detail::omp_threads(), in.replicas * t.chunks, [&](Index rc) {
     const Index m = rc / t.chunks, chunk = rc % t.chunks;
     T* buf = work + rc * t.stride;
     for (Index i = t.first_tile(chunk); i < t.first_tile(chunk + 1); ++i) {
