@@ -62,6 +62,32 @@ void for_each_index(const Exec& exec, Index n, const F& f) {
   thrust::for_each(policy(exec.stream), thrust::counting_iterator<Index>(0), thrust::counting_iterator<Index>(n), f);
 }
 
+/// Values an element-wise call does on the host: a slab, so that the loop over it vectorizes (a call a value, as
+/// on CUDA, does not) and a launch has a few hundred calls rather than millions.
+inline constexpr Index kElementSlab = LGM_GPU_CUDA ? 1 : 4096;
+
+/// f(e) for e in slab i of n values.
+template <class F>
+struct SlabFn {
+  F f;
+  Index n;
+  LGM_HD void operator()(Index i) const {
+    const Index first = i * kElementSlab, last = first + kElementSlab < n ? first + kElementSlab : n;
+    const F g = f;  // a local copy: the stores of f(e) cannot change its pointers, so the loop vectorizes
+    for (Index e = first; e < last; ++e) g(e);
+  }
+};
+
+/// f(e) for e = 0 … n−1 where f(e) writes element e only (element-wise kernels): a value a thread on CUDA,
+/// slabs of kElementSlab values on the host. The same results as for_each_index.
+template <class F>
+void for_each_element(const Exec& exec, Index n, const F& f) {
+  if constexpr (kElementSlab == 1)
+    for_each_index(exec, n, f);
+  else
+    for_each_index(exec, (n + kElementSlab - 1) / kElementSlab, SlabFn<F>{f, n});
+}
+
 }  // namespace detail
 
 }  // namespace lgm::gpu::nn

@@ -95,16 +95,16 @@ struct GatherImagesFn {
 
 template <class T>
 void relu_forward(const Exec& exec, Index count, const T* x, T* y) {
-  detail::for_each_index(exec, count, detail::ReluFn<T>{x, y});
+  detail::for_each_element(exec, count, detail::ReluFn<T>{x, y});
 }
 template <class T>
 void relu_backward(const Exec& exec, Index count, const T* y, const T* dy, T* dx) {
-  detail::for_each_index(exec, count, detail::ReluGradFn<T>{y, dy, dx});
+  detail::for_each_element(exec, count, detail::ReluGradFn<T>{y, dy, dx});
 }
 /// y = ReLU(a + b); its backward is relu_backward with this y (the gradient then reaches a and b unchanged).
 template <class T>
 void add_relu_forward(const Exec& exec, Index count, const T* a, const T* b, T* y) {
-  detail::for_each_index(exec, count, detail::AddReluFn<T>{a, b, y});
+  detail::for_each_element(exec, count, detail::AddReluFn<T>{a, b, y});
 }
 
 /// Global average pooling: in [M][C][N][H][W] → [M][C][N] (height = width = 1).

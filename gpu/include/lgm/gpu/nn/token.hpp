@@ -142,17 +142,17 @@ void token_linear_backward(const Exec& exec, const TokenLinear& fc, const TokenS
 
 template <class T>
 void gelu_forward(const Exec& exec, Index count, const T* x, T* y) {
-  detail::for_each_index(exec, count, detail::GeluFn<T>{x, y});
+  detail::for_each_element(exec, count, detail::GeluFn<T>{x, y});
 }
 /// dx = dy · GELU′(x) (x: the forward input); dx may alias dy.
 template <class T>
 void gelu_backward(const Exec& exec, Index count, const T* x, const T* dy, T* dx) {
-  detail::for_each_index(exec, count, detail::GeluGradFn<T>{x, dy, dx});
+  detail::for_each_element(exec, count, detail::GeluGradFn<T>{x, dy, dx});
 }
 /// y = a + b (the residual stream); y may alias a or b.
 template <class T>
 void add_forward(const Exec& exec, Index count, const T* a, const T* b, T* y) {
-  detail::for_each_index(exec, count, detail::AddFn<T>{a, b, y});
+  detail::for_each_element(exec, count, detail::AddFn<T>{a, b, y});
 }
 
 }  // namespace lgm::gpu::nn
