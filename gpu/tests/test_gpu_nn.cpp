@@ -70,6 +70,29 @@ const ConvCase kTiledConvCases[] = {
     {3, 4, 23, 9, 9, 3, 2, 1},  // stride 2, 5×5 outputs: 11 images a tile, tiles of 11, 11, 1
 };
 
+/// A convolution of a case with random weights (each replica its own), input and output gradient, drawn in this
+/// order.
+struct ConvSetup {
+  nn::Conv2d conv;
+  nn::ActShape in, out;
+  ParamLayout pl;
+  Values w, x, dy;
+
+  ConvSetup(const ConvCase& c, std::mt19937_64& rng)
+      : conv{c.cin, c.cout, c.k, c.s, c.pad, 3},
+        in{kReplicas, c.cin, c.n, c.h, c.w},
+        out(conv.output(in)),
+        pl{conv.weight_size()},
+        w(random_params(rng)),
+        x(ref::random_values(static_cast<std::size_t>(in.size()), rng)),
+        dy(ref::random_values(static_cast<std::size_t>(out.size()), rng)) {}
+  /// Random values of the weight tensor, one set a replica, in the parameter layout.
+  Values random_params(std::mt19937_64& rng) const {
+    return pl.embed({ref::random_values(static_cast<std::size_t>(pl.size), rng),
+                     ref::random_values(static_cast<std::size_t>(pl.size), rng)});
+  }
+};
+
 }  // namespace
 
 TEST_CASE_TEMPLATE("nn: conv2d forward and backward match the direct convolution, every replica", T, double, float) {
@@ -121,14 +144,11 @@ TEST_CASE("nn: conv2d gradients agree with finite differences (double)") {
   for (const ConvCase& c : kConvCases) {
     CAPTURE(c.k);
     CAPTURE(c.s);
-    const nn::Conv2d conv{c.cin, c.cout, c.k, c.s, c.pad, 3};
-    const nn::ActShape in{kReplicas, c.cin, c.n, c.h, c.w};
-    const nn::ActShape out = conv.output(in);
-    const ParamLayout pl{conv.weight_size()};
-    const Values w = pl.embed({ref::random_values(static_cast<std::size_t>(pl.size), rng),
-                               ref::random_values(static_cast<std::size_t>(pl.size), rng)});
-    const Values x = ref::random_values(static_cast<std::size_t>(in.size()), rng);
-    const Values r = ref::random_values(static_cast<std::size_t>(out.size()), rng);  // L = Σ r·y
+    const ConvSetup su(c, rng);
+    const nn::Conv2d& conv = su.conv;  // plain references: lambdas below capture them
+    const nn::ActShape& in = su.in;
+    const ParamLayout& pl = su.pl;
+    const Values &w = su.w, &x = su.x, &r = su.dy;  // L = Σ r·y
     const ConvRun<double> an = run_conv<double>(fx, conv, in, pl, x, w, r);
     const auto loss_w = [&](const Values& wv) { return ref::dot(run_conv<double>(fx, conv, in, pl, x, wv, r).y, r); };
     const auto loss_x = [&](const Values& xv) { return ref::dot(run_conv<double>(fx, conv, in, pl, xv, w, r).y, r); };
@@ -146,16 +166,9 @@ TEST_CASE_TEMPLATE("nn: conv2d backward with beta = 1 adds to the weight gradien
   std::mt19937_64 rng(21);
   for (const ConvCase& c : kTiledConvCases) {
     CAPTURE(c.s);
-    const nn::Conv2d conv{c.cin, c.cout, c.k, c.s, c.pad, 3};
-    const nn::ActShape in{kReplicas, c.cin, c.n, c.h, c.w};
-    const nn::ActShape out = conv.output(in);
-    const ParamLayout pl{conv.weight_size()};
-    const Values w = pl.embed({ref::random_values(static_cast<std::size_t>(pl.size), rng),
-                               ref::random_values(static_cast<std::size_t>(pl.size), rng)});
-    const Values x = ref::random_values(static_cast<std::size_t>(in.size()), rng);
-    const Values dy = ref::random_values(static_cast<std::size_t>(out.size()), rng);
-    const Values before = pl.embed({ref::random_values(static_cast<std::size_t>(pl.size), rng),
-                                    ref::random_values(static_cast<std::size_t>(pl.size), rng)});
+    const ConvSetup su(c, rng);
+    const auto& [conv, in, out, pl, w, x, dy] = su;
+    const Values before = su.random_params(rng);
     const ConvRun<T> alone = run_conv<T>(fx, conv, in, pl, x, w, dy);
     auto dx_ = ref::to_device<T>(x, fx.s());
     auto dw_ = ref::to_device<T>(w, fx.s());
