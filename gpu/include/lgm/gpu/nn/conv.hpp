@@ -282,9 +282,9 @@ struct HostConvTile {
           }
           const T* __restrict row = plane + iy * w;
           std::fill(out, out + lo, T(0));
-          if (s == 1)
+          if (s == 1 && hi > lo)
             std::copy(row + (lo + kx - pad), row + (hi + kx - pad), out + lo);
-          else
+          else if (s != 1)
             for (Index ox = lo; ox < hi; ++ox) out[ox] = row[ox * s - pad + kx];
           std::fill(out + hi, out + ow, T(0));
         }
